@@ -1,0 +1,71 @@
+"""Learning-curve plots from run files."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from nbasync.plot import PlotError, moving_average, plot_runs
+from nbasync.runfile import RunFile, RunFileError
+
+LAYOUT = [("w", 0, (4,))]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def make_run(path, algo, n_episodes, seed=0):
+    rf = RunFile.create(path, {"algo": algo, "env": "CartPole-v1"}, LAYOUT)
+    rng = np.random.default_rng(seed)
+    for i in range(n_episodes):
+        rf.append_episode(i % 2, 100 * (i + 1), 0.5 * (i + 1), float(i + rng.random()), 100)
+    rf.save()
+    return path
+
+
+def test_moving_average():
+    x = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    np.testing.assert_allclose(moving_average(x, 2), [1.0, 1.5, 2.5, 3.5, 4.5])
+    np.testing.assert_allclose(moving_average(x, 100), np.cumsum(x) / np.arange(1, 6))
+    np.testing.assert_allclose(moving_average(x, 1), x)
+    assert moving_average(np.zeros(0), 3).shape == (0,)
+    with pytest.raises(ValueError):
+        moving_average(x, 0)
+
+
+def test_plot_writes_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    a = make_run(tmp_path / "run_a", "a3c", 300)
+    b = make_run(tmp_path / "run_b", "nstep_q", 50, seed=1)
+    empty = make_run(tmp_path / "run_c", "one_step_q", 0)
+    out = plot_runs([a, b / "run.h5", empty], tmp_path / "plots" / "curves.png", window=20)
+    assert out.is_file()
+    assert out.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_plot_single_path(tmp_path):
+    pytest.importorskip("matplotlib")
+    a = make_run(tmp_path / "run_a", "a3c", 10)
+    out = plot_runs(str(a), tmp_path / "one.png")
+    assert out.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_plot_without_matplotlib_is_one_line_error(tmp_path, monkeypatch):
+    a = make_run(tmp_path / "run_a", "a3c", 10)
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    with pytest.raises(PlotError, match=r"pip install nbasync\[plot\]") as ei:
+        plot_runs([a], tmp_path / "x.png")
+    assert "\n" not in str(ei.value)
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_plot_missing_run_is_run_file_error(tmp_path):
+    with pytest.raises(RunFileError, match="no run file"):
+        plot_runs([tmp_path / "nope"], tmp_path / "x.png")
+
+
+def test_plot_no_runs(tmp_path):
+    with pytest.raises(PlotError, match="no runs"):
+        plot_runs([], tmp_path / "x.png")

@@ -1,0 +1,423 @@
+"""Run file: round trips, keep-last-N, episode log, atomic writes, errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from nbasync.runfile import (
+    EPISODE_DTYPE,
+    FILE_NAME,
+    FORMAT_VERSION,
+    Checkpoint,
+    RunFile,
+    RunFileError,
+)
+
+LAYOUT = [("fc1.weight", 0, (8, 4)), ("fc1.bias", 32, (8,)), ("out.weight", 40, (3, 8))]
+N_PARAMS = 64
+CONFIG = {"algo": "a3c", "env": "CartPole-v1", "n_workers": 2, "hidden": [64, 64], "lr": 7e-4}
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_ckpt_args(step: int, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed + step)
+    bitgens = [np.random.default_rng(s).bit_generator.state for s in range(2)]
+    return dict(
+        step=step,
+        params=rng.standard_normal(N_PARAMS).astype(np.float32),
+        opt_stats={"g": rng.random(N_PARAMS).astype(np.float32)},
+        worker_steps=np.array([step // 2, step - step // 2], dtype=np.int64),
+        elapsed_s=1.5 * step,
+        rng_state={"workers": bitgens, "env_seeds": np.array([7, 8], dtype=np.int64)},
+    )
+
+
+def assert_ckpt_equal(ck: Checkpoint, args: dict) -> None:
+    assert ck.step == args["step"]
+    assert ck.params.dtype == args["params"].dtype
+    np.testing.assert_array_equal(ck.params, args["params"])
+    assert ck.opt_stats.keys() == args["opt_stats"].keys()
+    for k, v in args["opt_stats"].items():
+        np.testing.assert_array_equal(ck.opt_stats[k], v)
+    assert ck.worker_steps.dtype == np.int64
+    np.testing.assert_array_equal(ck.worker_steps, args["worker_steps"])
+    assert ck.elapsed_s == args["elapsed_s"]
+    assert ck.rng_state["workers"] == args["rng_state"]["workers"]
+    np.testing.assert_array_equal(ck.rng_state["env_seeds"], args["rng_state"]["env_seeds"])
+
+
+def test_create_open_round_trip_config_and_layout(tmp_path):
+    out = tmp_path / "runs" / "a"
+    rf = RunFile.create(out, CONFIG, LAYOUT)
+    assert (out / FILE_NAME).is_file()
+    assert rf.n_params == N_PARAMS
+    for target in (out, out / FILE_NAME, str(out)):
+        again = RunFile.open(target)
+        assert again.config() == CONFIG
+        assert again.param_layout() == LAYOUT
+        assert again.n_params == N_PARAMS
+        assert again.latest_checkpoint() is None
+        assert again.checkpoint_steps() == []
+        assert len(again.episodes()) == 0
+    with h5py.File(out / FILE_NAME, "r") as f:
+        assert f.attrs["format_version"] == FORMAT_VERSION
+
+
+def test_config_returned_is_a_copy(tmp_path):
+    rf = RunFile.create(tmp_path, CONFIG, LAYOUT)
+    rf.config()["algo"] = "changed"
+    assert rf.config()["algo"] == "a3c"
+
+
+def test_checkpoint_round_trip_identical(tmp_path):
+    rf = RunFile.create(tmp_path, CONFIG, LAYOUT)
+    args = make_ckpt_args(1000)
+    written = rf.write_checkpoint(**args)
+    assert_ckpt_equal(written, args)
+    ck = RunFile.open(tmp_path).latest_checkpoint()
+    assert_ckpt_equal(ck, args)
+    assert ck.saved_at > 0
+    # numpy bit-generator state restores exactly
+    gen = np.random.default_rng()
+    gen.bit_generator.state = ck.rng_state["workers"][1]
+    assert gen.random() == np.random.default_rng(1).random()
+
+
+def test_checkpoint_float64_and_empty_optional_parts(tmp_path):
+    rf = RunFile.create(tmp_path, CONFIG, LAYOUT)
+    p = np.linspace(0, 1, N_PARAMS)
+    rf.write_checkpoint(5, p)
+    ck = RunFile.open(tmp_path).load_checkpoint(5)
+    assert ck.params.dtype == np.float64
+    np.testing.assert_array_equal(ck.params, p)
+    assert ck.opt_stats == {} and ck.rng_state == {}
+    assert ck.worker_steps.shape == (0,)
+
+
+def test_checkpoint_group_names(tmp_path):
+    rf = RunFile.create(tmp_path, CONFIG, LAYOUT)
+    rf.write_checkpoint(**make_ckpt_args(123))
+    with h5py.File(tmp_path / FILE_NAME, "r") as f:
+        assert list(f["checkpoints"]) == ["000000000123"]
+
+
+def test_keep_last_n(tmp_path):
+    rf = RunFile.create(tmp_path, CONFIG, LAYOUT, keep=3)
+    for step in range(100, 800, 100):
+        rf.write_checkpoint(**make_ckpt_args(step))
+    assert rf.checkpoint_steps() == [500, 600, 700]
+    again = RunFile.open(tmp_path)
+    assert again.keep == 3
+    for step in (500, 600, 700):
+        assert_ckpt_equal(again.load_checkpoint(step), make_ckpt_args(step))
+    assert_ckpt_equal(again.load_checkpoint(), make_ckpt_args(700))
+    with pytest.raises(RunFileError, match="no checkpoint at step 100"):
+        again.load_checkpoint(100)
+
+
+def test_keep_default_and_override_on_open(tmp_path):
+    rf = RunFile.create(tmp_path, CONFIG, LAYOUT)
+    for step in range(1, 8):
+        rf.write_checkpoint(**make_ckpt_args(step))
+    assert rf.checkpoint_steps() == [3, 4, 5, 6, 7]
+    rf = RunFile.open(tmp_path, keep=2)
+    rf.write_checkpoint(**make_ckpt_args(8))
+    assert rf.checkpoint_steps() == [7, 8]
+    assert RunFile.open(tmp_path).keep == 2
+
+
+def test_same_step_replaces(tmp_path):
+    rf = RunFile.create(tmp_path, CONFIG, LAYOUT)
+    rf.write_checkpoint(**make_ckpt_args(10, seed=0))
+    args = make_ckpt_args(10, seed=99)
+    rf.write_checkpoint(**args)
+    assert rf.checkpoint_steps() == [10]
+    assert_ckpt_equal(rf.load_checkpoint(10), args)
+
+
+def test_file_size_does_not_grow_with_replaced_checkpoints(tmp_path):
+    rf = RunFile.create(tmp_path, CONFIG, LAYOUT, keep=2)
+    sizes = []
+    for step in range(1, 12):
+        rf.write_checkpoint(**make_ckpt_args(step))
+        sizes.append(os.path.getsize(tmp_path / FILE_NAME))
+    assert max(sizes[3:]) == min(sizes[3:])
+
+
+def test_wrong_param_count_is_value_error(tmp_path):
+    rf = RunFile.create(tmp_path, CONFIG, LAYOUT)
+    with pytest.raises(ValueError, match="64"):
+        rf.write_checkpoint(1, np.zeros(63, np.float32))
+
+
+def test_episodes_append_read(tmp_path):
+    rf = RunFile.create(tmp_path, CONFIG, LAYOUT)
+    rf.append_episode(0, 100, 1.25, 10.0, 100)
+    rf.append_episode(1, 180, 2.5, -3.5, 80)
+    eps = rf.episodes()  # buffered ones are visible at once
+    assert eps.dtype == EPISODE_DTYPE
+    assert len(eps) == 2
+    # not persisted until save
+    assert len(RunFile.open(tmp_path).episodes()) == 0
+    rf.save()
+    rf.append_episode(0, 250, 3.0, 12.0, 70)
+    rf.write_checkpoint(**make_ckpt_args(250))  # checkpoints persist episodes too
+    rf.append_episode(1, 300, 4.0, 1.0, 50)
+    rf.close()
+    eps = RunFile.open(tmp_path).episodes()
+    np.testing.assert_array_equal(eps["worker"], [0, 1, 0, 1])
+    np.testing.assert_array_equal(eps["global_step"], [100, 180, 250, 300])
+    np.testing.assert_array_equal(eps["wall_time"], [1.25, 2.5, 3.0, 4.0])
+    np.testing.assert_array_equal(eps["return"], [10.0, -3.5, 12.0, 1.0])
+    np.testing.assert_array_equal(eps["length"], [100, 80, 70, 50])
+    assert RunFile.open(tmp_path).latest_checkpoint().n_episodes == 3
+
+
+def test_context_manager_persists_episodes(tmp_path):
+    with RunFile.create(tmp_path, CONFIG, LAYOUT) as rf:
+        rf.append_episode(0, 1, 0.1, 1.0, 1)
+    assert len(RunFile.open(tmp_path).episodes()) == 1
+
+
+# ---------------------------------------------------------------- atomicity
+
+
+def test_exception_mid_write_keeps_previous_file(tmp_path, monkeypatch):
+    rf = RunFile.create(tmp_path, CONFIG, LAYOUT)
+    good = make_ckpt_args(100)
+    rf.write_checkpoint(**good)
+    rf.append_episode(0, 100, 1.0, 5.0, 100)
+
+    real = RunFile._write_checkpoint_group
+
+    def boom(parent, ckpt):
+        real(parent, ckpt)  # half of the new file is already on disk
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(RunFile, "_write_checkpoint_group", staticmethod(boom))
+    with pytest.raises(RunFileError, match="disk full"):
+        rf.write_checkpoint(**make_ckpt_args(200))
+    monkeypatch.undo()
+
+    assert not (tmp_path / (FILE_NAME + ".tmp")).exists()
+    again = RunFile.open(tmp_path)
+    assert again.checkpoint_steps() == [100]
+    assert_ckpt_equal(again.latest_checkpoint(), good)
+    # the object is still usable and the buffered episode was not lost
+    assert len(rf.episodes()) == 1
+    rf.write_checkpoint(**make_ckpt_args(200))
+    assert RunFile.open(tmp_path).checkpoint_steps() == [100, 200]
+    assert len(RunFile.open(tmp_path).episodes()) == 1
+
+
+CRASH_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    import h5py
+    import numpy as np
+    sys.path.insert(0, {repo!r})
+    from nbasync import runfile
+    from nbasync.runfile import RunFile
+
+    out, where = sys.argv[1], sys.argv[2]
+    rf = RunFile.open(out)
+    if where == "mid_dataset":
+        real = h5py.Group.create_dataset
+        def create_dataset(self, name, *a, **k):
+            ds = real(self, name, *a, **k)
+            if name == "params":
+                self.file.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
+            return ds
+        h5py.Group.create_dataset = create_dataset
+    elif where == "before_replace":
+        def fsync(path):
+            os.kill(os.getpid(), signal.SIGKILL)
+        runfile._fsync_file = fsync
+    big = np.ones(rf.n_params, np.float32)
+    rf.write_checkpoint(200, big, {{"g": big}}, np.array([1, 2]), 9.0, {{}})
+    print("survived")
+    """
+)
+
+
+@pytest.mark.parametrize("where", ["mid_dataset", "before_replace"])
+def test_killed_process_mid_write_keeps_last_good_checkpoint(tmp_path, where):
+    rf = RunFile.create(tmp_path, CONFIG, LAYOUT)
+    good = make_ckpt_args(100)
+    rf.write_checkpoint(**good)
+    rf.append_episode(0, 100, 1.0, 5.0, 100)
+    rf.save()
+
+    script = tmp_path / "crash.py"
+    script.write_text(CRASH_SCRIPT.format(repo=str(REPO)))
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), where], capture_output=True, text=True
+    )
+    assert proc.returncode == -9, proc.stderr
+    assert "survived" not in proc.stdout
+    assert (tmp_path / (FILE_NAME + ".tmp")).exists()  # the crash left a stray tmp
+
+    again = RunFile.open(tmp_path)
+    assert again.checkpoint_steps() == [100]
+    assert_ckpt_equal(again.latest_checkpoint(), good)
+    assert len(again.episodes()) == 1
+    # the next write overwrites the stray tmp and succeeds
+    again.write_checkpoint(**make_ckpt_args(300))
+    assert not (tmp_path / (FILE_NAME + ".tmp")).exists()
+    assert RunFile.open(tmp_path).checkpoint_steps() == [100, 300]
+
+
+def test_stray_tmp_is_ignored(tmp_path):
+    rf = RunFile.create(tmp_path, CONFIG, LAYOUT)
+    rf.write_checkpoint(**make_ckpt_args(1))
+    (tmp_path / (FILE_NAME + ".tmp")).write_bytes(os.urandom(1000))
+    assert RunFile.open(tmp_path).checkpoint_steps() == [1]
+    RunFile.open(tmp_path).write_checkpoint(**make_ckpt_args(2))
+    assert RunFile.open(tmp_path).checkpoint_steps() == [1, 2]
+
+
+# ---------------------------------------------------------------- errors
+
+
+def one_line(exc_info) -> str:
+    msg = str(exc_info.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_missing_dir_and_file(tmp_path):
+    with pytest.raises(RunFileError, match="no run file at") as ei:
+        RunFile.open(tmp_path / "nope")
+    one_line(ei)
+    with pytest.raises(RunFileError, match="no run file at"):
+        RunFile.open(tmp_path)  # exists, but holds no run.h5
+
+
+def test_random_bytes_is_run_file_error(tmp_path):
+    (tmp_path / FILE_NAME).write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(RunFileError, match="cannot read run file") as ei:
+        RunFile.open(tmp_path)
+    one_line(ei)
+
+
+def test_empty_file_is_run_file_error(tmp_path):
+    (tmp_path / FILE_NAME).write_bytes(b"")
+    with pytest.raises(RunFileError) as ei:
+        RunFile.open(tmp_path)
+    one_line(ei)
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.9, 0.99])
+def test_truncated_file_is_run_file_error(tmp_path, fraction):
+    rf = RunFile.create(tmp_path / "src", CONFIG, LAYOUT)
+    for step in (1, 2):
+        rf.write_checkpoint(**make_ckpt_args(step))
+    data = (tmp_path / "src" / FILE_NAME).read_bytes()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / FILE_NAME).write_bytes(data[: int(len(data) * fraction)])
+    with pytest.raises(RunFileError) as ei:
+        r = RunFile.open(bad)
+        r.latest_checkpoint()  # if the header survived, reading the data must fail cleanly
+    one_line(ei)
+
+
+def test_other_hdf5_file_is_not_a_run_file(tmp_path):
+    with h5py.File(tmp_path / FILE_NAME, "w") as f:
+        f["x"] = np.arange(3)
+    with pytest.raises(RunFileError, match="not an nbasync run file"):
+        RunFile.open(tmp_path)
+
+
+def test_wrong_format_version(tmp_path):
+    RunFile.create(tmp_path, CONFIG, LAYOUT)
+    with h5py.File(tmp_path / FILE_NAME, "r+") as f:
+        f.attrs["format_version"] = FORMAT_VERSION + 1
+    with pytest.raises(RunFileError, match="format version 2") as ei:
+        RunFile.open(tmp_path)
+    one_line(ei)
+
+
+def test_unwritable_out_dir(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(RunFileError, match="cannot create run directory") as ei:
+        RunFile.create(blocker / "run", CONFIG, LAYOUT)
+    one_line(ei)
+    with pytest.raises(RunFileError, match="cannot create run directory"):
+        RunFile.create(blocker, CONFIG, LAYOUT)
+
+
+def test_existing_run_not_overwritten_by_default(tmp_path):
+    rf = RunFile.create(tmp_path, CONFIG, LAYOUT)
+    rf.write_checkpoint(**make_ckpt_args(1))
+    with pytest.raises(RunFileError, match="already exists"):
+        RunFile.create(tmp_path, CONFIG, LAYOUT)
+    assert RunFile.open(tmp_path).checkpoint_steps() == [1]
+    RunFile.create(tmp_path, CONFIG, LAYOUT, overwrite=True)
+    assert RunFile.open(tmp_path).checkpoint_steps() == []
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="keep"):
+        RunFile.create(tmp_path, CONFIG, LAYOUT, keep=0)
+    with pytest.raises(ValueError, match="JSON"):
+        RunFile.create(tmp_path, {"x": object()}, LAYOUT)
+    rf = RunFile.create(tmp_path, CONFIG, LAYOUT)
+    with pytest.raises(ValueError, match="rng_state"):
+        rf.write_checkpoint(1, np.zeros(N_PARAMS), rng_state={"bad": object()})
+
+
+# ---------------------------------------------------------------- resume checks
+
+
+def test_check_compatible_accepts_same_and_allowed_changes(tmp_path):
+    rf = RunFile.create(tmp_path, CONFIG, LAYOUT)
+    rf.check_compatible(dict(CONFIG), LAYOUT)
+    rf.check_compatible({**CONFIG, "steps": 10_000_000, "out_dir": "/elsewhere"}, LAYOUT)
+    rf.check_compatible({**CONFIG, "hidden": (64, 64)})  # tuples compare as lists
+
+
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        ({"algo": "nstep_q"}, "algo"),
+        ({"env": "Pong"}, "env"),
+        ({"hidden": [128, 64]}, "hidden"),
+        ({"lr": 1e-3}, "lr"),
+    ],
+)
+def test_check_compatible_names_differing_key(tmp_path, change, key):
+    rf = RunFile.create(tmp_path, CONFIG, LAYOUT)
+    with pytest.raises(RunFileError, match=f"{key} differs") as ei:
+        rf.check_compatible({**CONFIG, **change})
+    one_line(ei)
+
+
+def test_check_compatible_missing_or_new_key(tmp_path):
+    rf = RunFile.create(tmp_path, CONFIG, LAYOUT)
+    cfg = dict(CONFIG)
+    del cfg["lr"]
+    with pytest.raises(RunFileError, match="'lr' is missing"):
+        rf.check_compatible(cfg)
+    with pytest.raises(RunFileError, match="'gamma' is new"):
+        rf.check_compatible({**CONFIG, "gamma": 0.99})
+    rf.check_compatible({**CONFIG, "gamma": 0.99}, may_differ={"gamma"})
+
+
+def test_check_compatible_layout(tmp_path):
+    rf = RunFile.create(tmp_path, CONFIG, LAYOUT)
+    with pytest.raises(RunFileError, match="n_params differs"):
+        rf.check_compatible(CONFIG, [*LAYOUT, ("x", 64, (2,))])
+    swapped = [("fc1.weight", 0, (4, 8)), *LAYOUT[1:]]
+    with pytest.raises(RunFileError, match="network shape differs at 'fc1.weight'"):
+        rf.check_compatible(CONFIG, swapped)
