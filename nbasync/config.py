@@ -1,0 +1,232 @@
+"""Settings of a training run: one dataclass, the paper's presets, and validation.
+
+This module owns what a run is configured with and how bad values are reported. It is a
+leaf: it imports nothing else of nbasync. The CLI builds its options from ``TrainConfig``'s
+fields (each field's ``help`` is its docstring), so a new setting is added here only.
+
+Counting convention (everywhere in nbasync): a **step** is one agent step (one action
+chosen); a **frame** is one emulator frame. On Atari one step is 4 frames (action repeat).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ALGOS = ("onestep_q", "onestep_sarsa", "nstep_q", "a3c")
+VALUE_ALGOS = ("onestep_q", "onestep_sarsa", "nstep_q")
+OPTIMIZERS = ("shared_rmsprop", "rmsprop", "momentum")
+NETWORKS = ("auto", "mlp", "atari")
+
+
+class ConfigError(ValueError):
+    """A bad setting; its message is one line that names the setting."""
+
+
+def _help(text: str, **kw: Any) -> Any:
+    return field(metadata={"help": text}, **kw)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs. Defaults are the paper's unless a preset says else."""
+
+    algo: str = _help("algorithm: " + ", ".join(ALGOS), default="a3c")
+    env: str = _help("environment id (gymnasium id; ALE/<Game>-v5 for Atari)", default="CartPole-v1")
+    workers: int = _help("number of actor-learner processes", default=2)
+    steps: int = _help("total agent steps over all workers (T_max)", default=200_000)
+    seed: int = _help("base seed; worker i uses seed + i", default=0)
+    out: str = _help("output directory of the run (run.h5 lives there)", default="")
+
+    lr: float = _help("initial learning rate, annealed linearly to 0 over --steps", default=7e-4)
+    anneal_lr: bool = _help("anneal the learning rate linearly to 0", default=True)
+    t_max: int = _help("rollout length / I_AsyncUpdate: steps between async updates", default=5)
+    gamma: float = _help("discount factor", default=0.99)
+    entropy_beta: float = _help("A3C entropy bonus weight beta", default=0.01)
+    value_weight: float = _help("A3C value-loss weight (applied once)", default=0.5)
+    target_interval: int = _help(
+        "I_target: global steps between copies of theta to the target network", default=40_000
+    )
+    optimizer: str = _help("optimizer: " + ", ".join(OPTIMIZERS), default="shared_rmsprop")
+    rmsprop_alpha: float = _help("RMSProp decay alpha", default=0.99)
+    rmsprop_eps: float = _help("RMSProp epsilon (inside the square root)", default=0.1)
+    momentum: float = _help("momentum of the momentum-SGD optimizer", default=0.9)
+    grad_clip: float = _help("global gradient-norm clipping threshold (0 = off)", default=40.0)
+
+    epsilon_anneal_steps: int = _help(
+        "agent steps (global T) over which epsilon goes from 1 to each worker's final value",
+        default=1_000_000,
+    )
+    final_epsilons: tuple[float, ...] = _help(
+        "final epsilons a worker draws from", default=(0.1, 0.01, 0.5)
+    )
+    final_epsilon_probs: tuple[float, ...] = _help(
+        "probabilities of the final epsilons", default=(0.4, 0.3, 0.3)
+    )
+
+    network: str = _help("network: auto (atari for ALE ids, else mlp), mlp, atari", default="auto")
+    hidden: tuple[int, ...] = _help("hidden layer sizes of the MLP", default=(64, 64))
+    clip_rewards: bool = _help("clip rewards to [-1, 1] for learning (Atari)", default=False)
+    terminal_on_life_loss: bool = _help("Atari: treat a lost life as terminal", default=False)
+
+    checkpoint_every: int = _help("agent steps between checkpoints (0 = only at the end)", default=0)
+    eval_episodes: int = _help("greedy evaluation episodes at the end of training", default=0)
+    quiet: bool = _help("no live progress line", default=False)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ConfigError(f"unknown setting {unknown[0]!r}")
+        coerced = {k: coerce(names[k], v) for k, v in values.items()}
+        return cls(**coerced)
+
+    @property
+    def is_value_method(self) -> bool:
+        return self.algo in VALUE_ALGOS
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def coerce(f: dataclasses.Field, value: Any) -> Any:
+    """Turn a value read from TOML/CLI into the field's type, or raise ConfigError."""
+    default = f.default
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if isinstance(default, tuple):
+            items = value.split(",") if isinstance(value, str) else list(value)
+            kind = type(default[0]) if default else float
+            return tuple(kind(x) for x in items)
+        if isinstance(default, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(float(value)) if isinstance(value, str) else int(value)
+        if isinstance(default, float):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--{f.name.replace('_', '-')}: invalid value {value!r}") from None
+
+
+def is_atari_id(env_id: str) -> bool:
+    return env_id.startswith("ALE/") or env_id.endswith("NoFrameskip-v4")
+
+
+# Presets: the paper's Atari settings, and settings that learn classic-control tasks (small
+# MLP, short runs) in about a minute. A preset fills only the settings the user did not set.
+PRESETS: dict[str, dict[str, Any]] = {
+    "atari": {
+        "network": "atari",
+        "lr": 7e-4,
+        "clip_rewards": True,
+        "target_interval": 40_000,
+        "epsilon_anneal_steps": 1_000_000,  # 4M frames in the paper = 1M agent steps
+        "steps": 20_000_000,
+        "checkpoint_every": 500_000,
+    },
+    "classic": {
+        "network": "mlp",
+        "lr": 1e-3,
+        "target_interval": 2_000,
+        "epsilon_anneal_steps": 30_000,
+        "steps": 200_000,
+        "checkpoint_every": 50_000,
+    },
+}
+
+
+def preset_for(env_id: str) -> dict[str, Any]:
+    return PRESETS["atari" if is_atari_id(env_id) else "classic"]
+
+
+def build_config(explicit: dict[str, Any]) -> TrainConfig:
+    """Defaults <- env preset <- explicit settings (from a config file and/or the CLI)."""
+    env_id = str(explicit.get("env", TrainConfig.env))
+    merged = {**preset_for(env_id), **explicit}
+    config = TrainConfig.from_dict(merged)
+    validate(config)
+    return config
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a preset file; every key must be a TrainConfig field."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        with p.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    flat = {k.replace("-", "_"): v for k, v in data.items()}
+    unknown = sorted(set(flat) - names)
+    if unknown:
+        raise ConfigError(f"config file {p}: unknown setting {unknown[0]!r}")
+    return flat
+
+
+def validate(c: TrainConfig) -> None:
+    """Raise ConfigError (one line naming the setting) for any value the run cannot use."""
+
+    def bad(name: str, why: str) -> ConfigError:
+        return ConfigError(f"--{name.replace('_', '-')}: {why}")
+
+    if c.algo not in ALGOS:
+        raise bad("algo", f"unknown algorithm {c.algo!r} (choose from {', '.join(ALGOS)})")
+    if c.optimizer not in OPTIMIZERS:
+        raise bad("optimizer", f"unknown optimizer {c.optimizer!r} (choose from {', '.join(OPTIMIZERS)})")
+    if c.network not in NETWORKS:
+        raise bad("network", f"unknown network {c.network!r} (choose from {', '.join(NETWORKS)})")
+    for name in ("workers", "steps", "t_max", "target_interval"):
+        if getattr(c, name) < 1:
+            raise bad(name, f"must be at least 1, got {getattr(c, name)}")
+    for name in ("epsilon_anneal_steps", "checkpoint_every", "eval_episodes"):
+        if getattr(c, name) < 0:
+            raise bad(name, f"must be >= 0, got {getattr(c, name)}")
+    if c.workers > 512:
+        raise bad("workers", f"{c.workers} is more than 512")
+    for name in ("lr", "rmsprop_eps"):
+        v = getattr(c, name)
+        if not (math.isfinite(v) and v > 0):
+            raise bad(name, f"must be a positive number, got {v}")
+    for name in ("entropy_beta", "value_weight", "grad_clip"):
+        v = getattr(c, name)
+        if not (math.isfinite(v) and v >= 0):
+            raise bad(name, f"must be >= 0, got {v}")
+    for name in ("gamma", "rmsprop_alpha", "momentum"):
+        v = getattr(c, name)
+        if not (0.0 <= v <= 1.0):
+            raise bad(name, f"must be in [0, 1], got {v}")
+    if not c.hidden or any(h < 1 for h in c.hidden):
+        raise bad("hidden", f"layer sizes must be positive, got {c.hidden}")
+    if len(c.final_epsilons) != len(c.final_epsilon_probs) or not c.final_epsilons:
+        raise bad("final_epsilon_probs", "needs one probability per final epsilon")
+    if any(not 0 <= e <= 1 for e in c.final_epsilons):
+        raise bad("final_epsilons", f"must lie in [0, 1], got {c.final_epsilons}")
+    if any(p < 0 for p in c.final_epsilon_probs) or abs(sum(c.final_epsilon_probs) - 1) > 1e-6:
+        raise bad("final_epsilon_probs", f"must be >= 0 and sum to 1, got {c.final_epsilon_probs}")

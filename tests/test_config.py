@@ -1,0 +1,68 @@
+"""Settings: presets, coercion, validation messages."""
+
+import pytest
+
+from nbasync.config import ConfigError, TrainConfig, build_config, load_toml
+
+
+def test_classic_preset_and_paper_defaults():
+    c = build_config({"algo": "nstep_q"})
+    assert c.env == "CartPole-v1" and c.network == "mlp"
+    assert (c.t_max, c.gamma, c.rmsprop_alpha, c.rmsprop_eps, c.grad_clip) == (
+        5, 0.99, 0.99, 0.1, 40.0,
+    )
+    assert c.final_epsilons == (0.1, 0.01, 0.5)
+
+
+def test_atari_preset_uses_paper_settings():
+    c = build_config({"algo": "a3c", "env": "ALE/Pong-v5"})
+    assert c.network == "atari" and c.clip_rewards and c.lr == 7e-4
+    assert c.target_interval == 40_000 and c.epsilon_anneal_steps == 1_000_000
+
+
+def test_explicit_settings_override_preset():
+    c = build_config({"algo": "a3c", "lr": "0.005", "hidden": "32,16", "anneal_lr": "false"})
+    assert c.lr == 0.005 and c.hidden == (32, 16) and c.anneal_lr is False
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"algo": "dqn"}, "--algo: unknown algorithm 'dqn'"),
+        ({"t_max": 0}, "--t-max: must be at least 1"),
+        ({"workers": "0"}, "--workers: must be at least 1"),
+        ({"lr": -1}, "--lr: must be a positive number"),
+        ({"gamma": 1.5}, "--gamma: must be in [0, 1]"),
+        ({"workers": "two"}, "--workers: invalid value 'two'"),
+        ({"optimizer": "adam"}, "--optimizer: unknown optimizer 'adam'"),
+        ({"final_epsilon_probs": "0.5,0.5,0.5"}, "--final-epsilon-probs"),
+        ({"bogus": 1}, "unknown setting 'bogus'"),
+    ],
+)
+def test_bad_settings_give_one_line_errors(settings, message):
+    with pytest.raises(ConfigError) as info:
+        build_config(settings)
+    text = str(info.value)
+    assert message in text and "\n" not in text
+
+
+def test_toml_presets(tmp_path):
+    f = tmp_path / "run.toml"
+    f.write_text('algo = "onestep_q"\nlr = 0.002\nhidden = [32, 32]\nt-max = 8\n')
+    c = build_config(load_toml(f))
+    assert (c.algo, c.lr, c.hidden, c.t_max) == ("onestep_q", 0.002, (32, 32), 8)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("nonsense = 1\n")
+    with pytest.raises(ConfigError, match="unknown setting 'nonsense'"):
+        load_toml(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_toml(tmp_path / "missing.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("algo = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_toml(broken)
+
+
+def test_round_trip_through_dict():
+    c = build_config({"algo": "a3c", "hidden": (8, 8)})
+    assert TrainConfig.from_dict(c.to_dict()) == c
