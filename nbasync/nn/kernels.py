@@ -1,0 +1,203 @@
+"""Numba kernels for the layers: im2col / col2im, bias, ReLU, flatten, gradient GEMMs.
+
+Owns the element loops of ``nbasync.nn``. Every kernel writes into arrays handed in by the
+caller (nothing is allocated here) and runs in float32 or float64 alike. Arrays handed in
+must be C-contiguous; the layer code in ``layers.py`` guarantees it, so each kernel compiles
+once per dtype.
+
+Layouts:
+  * activations of convolutions are stored channels-last, (B, OH, OW, C), so that one
+    convolution over the whole batch is one GEMM: ``cols (B*P, K) @ W(O, K)^T``;
+  * ``cols`` rows are output positions p = oh*OW + ow, columns are k = (c*kh + i)*kw + j,
+    the order of a PyTorch weight (O, C, kh, kw) flattened to (O, K).
+The big matrix products that do not accumulate are done with NumPy's BLAS from ``layers.py``.
+"""
+
+from __future__ import annotations
+
+from ._jit import jit
+
+# ---------------------------------------------------------------- convolution: im2col
+
+
+@jit
+def im2col_nchw(x, kh, kw, stride, cols):
+    """cols[b, oh*OW + ow, (c*kh + i)*kw + j] = x[b, c, oh*stride + i, ow*stride + j].
+
+    x: (B, C, H, W); cols: (B, OH*OW, C*kh*kw).
+    """
+    B, C, H, W = x.shape
+    OH = (H - kh) // stride + 1
+    OW = (W - kw) // stride + 1
+    for b in range(B):
+        for oh in range(OH):
+            for ow in range(OW):
+                p = oh * OW + ow
+                for c in range(C):
+                    for i in range(kh):
+                        base = (c * kh + i) * kw
+                        h = oh * stride + i
+                        w0 = ow * stride
+                        for j in range(kw):
+                            cols[b, p, base + j] = x[b, c, h, w0 + j]
+
+
+@jit
+def im2col_nhwc(x, kh, kw, stride, cols):
+    """cols[b, oh*OW + ow, (c*kh + i)*kw + j] = x[b, oh*stride + i, ow*stride + j, c].
+
+    x: (B, H, W, C) channels-last; cols: (B, OH*OW, C*kh*kw).
+    """
+    B, H, W, C = x.shape
+    OH = (H - kh) // stride + 1
+    OW = (W - kw) // stride + 1
+    for b in range(B):
+        for oh in range(OH):
+            for ow in range(OW):
+                p = oh * OW + ow
+                for i in range(kh):
+                    h = oh * stride + i
+                    for j in range(kw):
+                        w = ow * stride + j
+                        for c in range(C):
+                            cols[b, p, (c * kh + i) * kw + j] = x[b, h, w, c]
+
+
+@jit
+def col2im_nchw(dcols, kh, kw, stride, dx):
+    """Adjoint of :func:`im2col_nchw`: dx = sum of dcols over the patches (dx is overwritten)."""
+    B, C, H, W = dx.shape
+    OH = (H - kh) // stride + 1
+    OW = (W - kw) // stride + 1
+    dx[...] = 0.0
+    for b in range(B):
+        for oh in range(OH):
+            for ow in range(OW):
+                p = oh * OW + ow
+                for c in range(C):
+                    for i in range(kh):
+                        base = (c * kh + i) * kw
+                        h = oh * stride + i
+                        w0 = ow * stride
+                        for j in range(kw):
+                            dx[b, c, h, w0 + j] += dcols[b, p, base + j]
+
+
+@jit
+def col2im_nhwc(dcols, kh, kw, stride, dx):
+    """Adjoint of :func:`im2col_nhwc`: dx (B, H, W, C) is overwritten."""
+    B, H, W, C = dx.shape
+    OH = (H - kh) // stride + 1
+    OW = (W - kw) // stride + 1
+    dx[...] = 0.0
+    for b in range(B):
+        for oh in range(OH):
+            for ow in range(OW):
+                p = oh * OW + ow
+                for i in range(kh):
+                    h = oh * stride + i
+                    for j in range(kw):
+                        w = ow * stride + j
+                        for c in range(C):
+                            dx[b, h, w, c] += dcols[b, p, (c * kh + i) * kw + j]
+
+
+# ---------------------------------------------------------------- bias, ReLU
+
+
+@jit
+def bias_forward(y, bias, relu):
+    """y[m, o] += bias[o], then max(y, 0) in place when ``relu``. y: (M, O)."""
+    M, n_out = y.shape
+    if relu:
+        for m in range(M):
+            for o in range(n_out):
+                v = y[m, o] + bias[o]
+                y[m, o] = v if v > 0.0 else 0.0
+    else:
+        for m in range(M):
+            for o in range(n_out):
+                y[m, o] += bias[o]
+
+
+@jit
+def bias_backward(dy, dbias):
+    """dbias[o] += sum_m dy[m, o] (accumulates). dy: (M, O)."""
+    M, n_out = dy.shape
+    for m in range(M):
+        for o in range(n_out):
+            dbias[o] += dy[m, o]
+
+
+@jit
+def relu_forward(x, y):
+    """y = max(x, 0) elementwise on flat views (y may be x: in place)."""
+    for k in range(x.shape[0]):
+        v = x[k]
+        y[k] = v if v > 0.0 else 0.0
+
+
+@jit
+def relu_backward(y, dy, dx):
+    """dx = dy * (y > 0) on flat views, y the ReLU output (dx may be dy: in place)."""
+    for k in range(y.shape[0]):
+        dx[k] = dy[k] if y[k] > 0.0 else 0.0
+
+
+# ---------------------------------------------------------------- flatten
+
+
+@jit
+def flatten_nhwc_forward(x, y):
+    """y[b, (c*H + h)*W + w] = x[b, h, w, c]: channels-last to PyTorch's (C, H, W) order."""
+    B, H, W, C = x.shape
+    for b in range(B):
+        for h in range(H):
+            for w in range(W):
+                for c in range(C):
+                    y[b, (c * H + h) * W + w] = x[b, h, w, c]
+
+
+@jit
+def flatten_nhwc_backward(dy, dx):
+    """Adjoint of :func:`flatten_nhwc_forward` (a permutation, so dx is overwritten)."""
+    B, H, W, C = dx.shape
+    for b in range(B):
+        for h in range(H):
+            for w in range(W):
+                for c in range(C):
+                    dx[b, h, w, c] = dy[b, (c * H + h) * W + w]
+
+
+# ---------------------------------------------------------------- gradient GEMM
+
+
+@jit
+def gemm_tn_acc(A, B, C):
+    """C += A^T @ B, accumulating. A: (M, P), B: (M, Q), C: (P, Q).
+
+    The weight gradient of Dense (dW += dy^T x) and Conv2d (dW += dy^T cols). Blocked over M
+    so that a block of B stays in L2 while every row of C (in L1) takes its rank-``mb``
+    update; four rows of B per pass so each load/store of C carries four multiply-adds.
+    The inner loop runs over the contiguous Q axis and vectorises.
+    """
+    M, P = A.shape
+    Q = B.shape[1]
+    mb = max(4, 16384 // max(Q, 1))
+    for m0 in range(0, M, mb):
+        m1 = min(M, m0 + mb)
+        for p in range(P):
+            m = m0
+            while m + 4 <= m1:
+                a0 = A[m, p]
+                a1 = A[m + 1, p]
+                a2 = A[m + 2, p]
+                a3 = A[m + 3, p]
+                for q in range(Q):
+                    C[p, q] += a0 * B[m, q] + a1 * B[m + 1, q] + a2 * B[m + 2, q] + a3 * B[m + 3, q]
+                m += 4
+            while m < m1:
+                a0 = A[m, p]
+                for q in range(Q):
+                    C[p, q] += a0 * B[m, q]
+                m += 1

@@ -1,0 +1,249 @@
+"""Layer specs: parameter names and shapes, shape inference, forward/backward over views.
+
+Owns what one layer computes. A layer holds no parameters of its own: :class:`Network`
+hands it views into the one flat parameter vector and the one flat gradient vector
+(:meth:`Layer.bind`), and preallocated activation buffers. The protocol, per layer::
+
+    out_shape, out_channels_last = layer.build(in_shape, in_channels_last)   # once
+    layer.param_shapes            # [("weight", shape), ("bias", shape)] in layout order
+    layer.allocate(max_batch, dtype)                                         # caches, once
+    layer.bind({"weight": (W, dW), "bias": (b, db)})                         # cheap, no copy
+    layer.forward(x, y, row)      # x (B, *in) -> writes y (B, *out); caches rows [row, row+B)
+    layer.backward(x, y, dy, dx, n)  # rows [0, n): ADDS parameter gradients, writes dx
+                                     # (dx is None when the input gradient is not needed)
+
+Shapes are logical PyTorch shapes ((C, H, W) for images). Storage of a convolution's output
+is channels-last (H, W, C) (see kernels.py): ``storage_shape`` gives the per-row buffer
+shape. ``in_place`` layers (ReLU) write their output into their input buffer.
+
+Later layers with state (LSTM) fit the same protocol: they keep their per-row state in
+buffers from ``allocate`` (indexed by ``row``) and expose ``reset_state``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import kernels as K  # noqa: N812
+
+
+class Layer:
+    """Base class: a parameter-free identity-shaped layer."""
+
+    in_place = False
+    needs_input = True  # does backward read its input rows?
+    param_shapes: list[tuple[str, tuple[int, ...]]] = []
+
+    def __init__(self, name: str):
+        self.name = name
+        self.in_shape: tuple[int, ...] = ()
+        self.out_shape: tuple[int, ...] = ()
+        self.in_channels_last = False
+        self.out_channels_last = False
+
+    # shape ------------------------------------------------------------------
+    def build(self, in_shape, in_channels_last):
+        self.in_shape = tuple(in_shape)
+        self.in_channels_last = in_channels_last
+        self.out_shape = self.in_shape
+        self.out_channels_last = in_channels_last
+        return self.out_shape, self.out_channels_last
+
+    @property
+    def storage_shape(self) -> tuple[int, ...]:
+        """Per-row shape of the output buffer."""
+        return _storage(self.out_shape, self.out_channels_last)
+
+    @property
+    def fan_in(self) -> int:
+        return 1
+
+    # buffers and parameters ---------------------------------------------------
+    def allocate(self, max_batch: int, dtype) -> None:
+        pass
+
+    def bind(self, views: dict) -> None:
+        pass
+
+    # math -----------------------------------------------------------------------
+    def forward(self, x, y, row: int) -> None:
+        raise NotImplementedError
+
+    def backward(self, x, y, dy, dx, n: int) -> None:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, {self.in_shape} -> {self.out_shape})"
+
+
+def _storage(shape, channels_last):
+    if channels_last and len(shape) == 3:
+        c, h, w = shape
+        return (h, w, c)
+    return tuple(shape)
+
+
+class Dense(Layer):
+    """y = x @ W^T + b.  W: (out_features, in_features) as in PyTorch's Linear.
+
+    Backward: dW += dy^T x, db += sum_rows dy, dx = dy W.
+    ``relu=True`` fuses a following ReLU into the bias pass (set by Network, not by users).
+    """
+
+    def __init__(self, name: str, out_features: int):
+        super().__init__(name)
+        self.out_features = int(out_features)
+        self.relu = False
+
+    def build(self, in_shape, in_channels_last):
+        if len(in_shape) != 1:
+            raise ValueError(f"{self.name}: Dense needs a flat input, got shape {in_shape}")
+        self.in_shape = tuple(in_shape)
+        self.out_shape = (self.out_features,)
+        self.param_shapes = [
+            ("weight", (self.out_features, in_shape[0])),
+            ("bias", (self.out_features,)),
+        ]
+        return self.out_shape, False
+
+    @property
+    def fan_in(self) -> int:
+        return self.in_shape[0]
+
+    def bind(self, views):
+        self.W, self.dW = views["weight"]
+        self.b, self.db = views["bias"]
+
+    def forward(self, x, y, row):
+        np.matmul(x, self.W.T, out=y)
+        K.bias_forward(y, self.b, self.relu)
+
+    def backward(self, x, y, dy, dx, n):
+        K.gemm_tn_acc(dy, x, self.dW)
+        K.bias_backward(dy, self.db)
+        if dx is not None:
+            np.matmul(dy, self.W, out=dx)
+
+
+class Conv2d(Layer):
+    """Valid (unpadded) 2-D convolution, any kernel size and stride.
+
+    Input (C, H, W) (stored channels-first for the network input, channels-last after another
+    convolution); output (O, OH, OW) with OH = (H - kh) // stride + 1, stored channels-last.
+    W: (O, C, kh, kw) as in PyTorch's Conv2d. As a GEMM over the im2col matrix
+    cols (B*P, K), K = C*kh*kw, P = OH*OW:
+
+        forward   y = cols W^T + b                 (one GEMM for the whole batch)
+        backward  dW += dy^T cols, db += sum dy;   dx = col2im(dy W)  only when needed
+
+    cols is cached per row in forward, so backward needs neither the input nor a 2nd im2col.
+    """
+
+    needs_input = False
+
+    def __init__(self, name: str, out_channels: int, kernel_size, stride: int = 1):
+        super().__init__(name)
+        self.out_channels = int(out_channels)
+        kh, kw = (kernel_size, kernel_size) if np.isscalar(kernel_size) else kernel_size
+        self.kh, self.kw, self.stride = int(kh), int(kw), int(stride)
+        self.relu = False
+
+    def build(self, in_shape, in_channels_last):
+        if len(in_shape) != 3:
+            raise ValueError(f"{self.name}: Conv2d needs (C, H, W) input, got {in_shape}")
+        c, h, w = in_shape
+        oh = (h - self.kh) // self.stride + 1
+        ow = (w - self.kw) // self.stride + 1
+        if oh < 1 or ow < 1:
+            raise ValueError(f"{self.name}: kernel {self.kh}x{self.kw} larger than input {h}x{w}")
+        self.in_shape = tuple(in_shape)
+        self.in_channels_last = in_channels_last
+        self.out_shape = (self.out_channels, oh, ow)
+        self.out_channels_last = True
+        self.P = oh * ow
+        self.K = c * self.kh * self.kw
+        self.param_shapes = [
+            ("weight", (self.out_channels, c, self.kh, self.kw)),
+            ("bias", (self.out_channels,)),
+        ]
+        self._im2col = K.im2col_nhwc if in_channels_last else K.im2col_nchw
+        self._col2im = K.col2im_nhwc if in_channels_last else K.col2im_nchw
+        return self.out_shape, True
+
+    @property
+    def fan_in(self) -> int:
+        return self.K
+
+    def allocate(self, max_batch, dtype):
+        self.cols = np.zeros((max_batch, self.P, self.K), dtype)
+        self.dcols = np.zeros((max_batch, self.P, self.K), dtype)
+
+    def bind(self, views):
+        W, dW = views["weight"]
+        self.Wm = W.reshape(self.out_channels, self.K)
+        self.dWm = dW.reshape(self.out_channels, self.K)
+        self.b, self.db = views["bias"]
+
+    def forward(self, x, y, row):
+        B = x.shape[0]
+        cols = self.cols[row : row + B]
+        self._im2col(x, self.kh, self.kw, self.stride, cols)
+        y2 = y.reshape(B * self.P, self.out_channels)
+        np.matmul(cols.reshape(B * self.P, self.K), self.Wm.T, out=y2)
+        K.bias_forward(y2, self.b, self.relu)
+
+    def backward(self, x, y, dy, dx, n):
+        dy2 = dy.reshape(n * self.P, self.out_channels)
+        K.gemm_tn_acc(dy2, self.cols[:n].reshape(n * self.P, self.K), self.dWm)
+        K.bias_backward(dy2, self.db)
+        if dx is not None:
+            dcols = self.dcols[:n]
+            np.matmul(dy2, self.Wm, out=dcols.reshape(n * self.P, self.K))
+            self._col2im(dcols, self.kh, self.kw, self.stride, dx)
+
+
+class ReLU(Layer):
+    """y = max(x, 0), in place on its input buffer; dx = dy * (y > 0)."""
+
+    in_place = True
+    needs_input = False
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.fused = False  # set by Network when the previous layer applies the max itself
+
+    def forward(self, x, y, row):
+        if not self.fused:
+            K.relu_forward(x.reshape(-1), y.reshape(-1))
+
+    def backward(self, x, y, dy, dx, n):
+        if dx is not None:
+            K.relu_backward(y.reshape(-1), dy.reshape(-1), dx.reshape(-1))
+
+
+class Flatten(Layer):
+    """(C, H, W) -> (C*H*W,) in PyTorch's order (so Dense weights match torch.nn.Flatten)."""
+
+    needs_input = False
+
+    def build(self, in_shape, in_channels_last):
+        self.in_shape = tuple(in_shape)
+        self.in_channels_last = in_channels_last and len(in_shape) == 3
+        self.out_shape = (math.prod(in_shape),)
+        return self.out_shape, False
+
+    def forward(self, x, y, row):
+        if self.in_channels_last:
+            K.flatten_nhwc_forward(x, y)
+        else:
+            y[...] = x.reshape(y.shape)
+
+    def backward(self, x, y, dy, dx, n):
+        if dx is None:
+            return
+        if self.in_channels_last:
+            K.flatten_nhwc_backward(dy, dx)
+        else:
+            dx[...] = dy.reshape(dx.shape)

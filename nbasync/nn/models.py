@@ -1,0 +1,48 @@
+"""The paper's networks, built from ``layers`` into a :class:`Network`.
+
+Output columns (shape table)::
+
+    A3C:        n_outputs = n_actions + 1;  out[:, :A] policy logits, out[:, A] = V(s)
+    Q methods:  n_outputs = n_actions;      out[:, a] = Q(s, a)
+
+Parameter names: conv1.*, conv2.*, fc1.*, ..., head.* (``*`` is weight or bias).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .layers import Conv2d, Dense, Flatten, ReLU
+from .network import Network
+
+ATARI_INPUT = (84, 84)
+
+
+def atari_network(n_outputs: int, in_channels: int = 4, max_batch: int = 8, dtype=np.float32):
+    """Mnih et al. 2016 Atari net (as DQN 2013): input (in_channels, 84, 84) float.
+
+    conv1 16 8x8 stride 4 + ReLU -> (16, 20, 20); conv2 32 4x4 stride 2 + ReLU -> (32, 9, 9);
+    flatten -> 2592; fc1 256 + ReLU; head n_outputs (linear).
+    """
+    layers = [
+        Conv2d("conv1", 16, 8, stride=4),
+        ReLU("relu1"),
+        Conv2d("conv2", 32, 4, stride=2),
+        ReLU("relu2"),
+        Flatten("flatten"),
+        Dense("fc1", 256),
+        ReLU("relu3"),
+        Dense("head", n_outputs),
+    ]
+    return Network(layers, (in_channels, *ATARI_INPUT), max_batch=max_batch, dtype=dtype)
+
+
+def mlp_network(
+    obs_dim: int, n_outputs: int, hidden=(64, 64), max_batch: int = 8, dtype=np.float32
+):
+    """Dense + ReLU per hidden width (fc1, fc2, ...), then the linear head."""
+    layers = []
+    for i, width in enumerate(hidden, start=1):
+        layers += [Dense(f"fc{i}", width), ReLU(f"relu{i}")]
+    layers.append(Dense("head", n_outputs))
+    return Network(layers, (obs_dim,), max_batch=max_batch, dtype=dtype)
