@@ -1,0 +1,245 @@
+"""Optimisers over flat parameter vectors: shared RMSProp, per-worker RMSProp, momentum SGD.
+
+Owns: the update kernels (numba, lock-free, in place), global-norm gradient clipping and the
+linear learning-rate schedule. Knows nothing about processes: "shared" only means that the
+statistics array handed in may be a view into shared memory (see ``nbasync.shared``), which
+other workers update at the same time without locks (Hogwild). Races on one element lose an
+update now and then; that is the paper's design, not a bug.
+
+Update rules (elementwise, d = gradient of the loss being minimised):
+
+    RMSProp (shared or per-worker g):   g     <- alpha * g + (1 - alpha) * d^2
+                                        theta <- theta - lr * d / sqrt(g + eps)   (eps INSIDE)
+    momentum SGD (paper's form):        m     <- mu * m + (1 - mu) * d
+                                        theta <- theta - lr * m
+
+Cost model: the RMSProp step reads d, g, theta and writes g, theta, i.e. 5 * n * itemsize
+bytes (20 bytes per parameter in float32). For the Atari network (n = 677,943 with 6 actions)
+that is 13.6 MB per step; at ~10 GB/s of single-core bandwidth the floor is ~1.4 ms, at a
+machine's full ~20-100 GB/s a few hundred microseconds. Clipping reads d once and, when it
+clips, reads and writes it again (4-12 bytes per parameter). ``bench/hogwild.py`` measures it.
+
+JIT: ``nbasync/nn/_jit.py`` (the one place where the decorator and fastmath are chosen) did not
+exist when this module was written, so ``numba.njit(cache=True, error_model="numpy")``
+(no fastmath) is used here; switch to the shared decorator once it lands. No kernel relies
+on fastmath: the norm uses eight independent accumulators instead of reassociation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+__all__ = [
+    "RMSProp",
+    "MomentumSGD",
+    "clip_grad_norm",
+    "linear_lr",
+    "make_optimizer",
+    "rmsprop_step",
+    "momentum_step",
+    "OPTIMIZER_KINDS",
+]
+
+OPTIMIZER_KINDS = ("shared_rmsprop", "rmsprop", "momentum")
+
+# error_model="numpy": a division by zero gives inf/nan instead of a per-element Python check,
+# which is what lets LLVM vectorise the update loop (about 4x faster here).
+_jit = njit(cache=True, error_model="numpy")
+
+
+# ----------------------------------------------------------------------------- kernels
+
+
+@_jit
+def _rmsprop_kernel(params, grads, g, lr, alpha, eps):
+    one_minus_alpha = 1 - alpha
+    for i in range(params.shape[0]):
+        d = grads[i]
+        gi = alpha * g[i] + one_minus_alpha * d * d
+        g[i] = gi
+        params[i] -= lr * d / np.sqrt(gi + eps)
+
+
+@_jit
+def _momentum_kernel(params, grads, m, lr, mu):
+    one_minus_mu = 1 - mu
+    for i in range(params.shape[0]):
+        mi = mu * m[i] + one_minus_mu * grads[i]
+        m[i] = mi
+        params[i] -= lr * mi
+
+
+@_jit
+def _sum_squares_kernel(x):
+    # Eight independent float64 accumulators: exact enough and several times faster than one
+    # dependent chain, without asking for fastmath reassociation.
+    n = x.shape[0]
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+    m = n // 8
+    for j in range(m):
+        i = 8 * j
+        v0 = np.float64(x[i])
+        v1 = np.float64(x[i + 1])
+        v2 = np.float64(x[i + 2])
+        v3 = np.float64(x[i + 3])
+        v4 = np.float64(x[i + 4])
+        v5 = np.float64(x[i + 5])
+        v6 = np.float64(x[i + 6])
+        v7 = np.float64(x[i + 7])
+        a0 += v0 * v0
+        a1 += v1 * v1
+        a2 += v2 * v2
+        a3 += v3 * v3
+        a4 += v4 * v4
+        a5 += v5 * v5
+        a6 += v6 * v6
+        a7 += v7 * v7
+    for i in range(8 * m, n):
+        v = np.float64(x[i])
+        a0 += v * v
+    return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+
+
+@_jit
+def _scale_kernel(x, s):
+    for i in range(x.shape[0]):
+        x[i] *= s
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _check_flat(name: str, a: np.ndarray) -> None:
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(a).__name__}")
+    if a.ndim != 1 or not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be a flat contiguous 1-D array, got shape {a.shape}")
+    if a.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{name} must be float32 or float64, got {a.dtype}")
+
+
+def _check_same(params: np.ndarray, *others: tuple[str, np.ndarray]) -> None:
+    _check_flat("params", params)
+    for name, a in others:
+        _check_flat(name, a)
+        if a.shape != params.shape or a.dtype != params.dtype:
+            raise ValueError(
+                f"{name} {a.dtype}{a.shape} does not match params {params.dtype}{params.shape}"
+            )
+    if not params.flags.writeable:
+        raise ValueError("params is read-only")
+
+
+# ----------------------------------------------------------------------------- public kernels
+
+
+def rmsprop_step(params, grads, g, lr, alpha=0.99, eps=0.1) -> None:
+    """One non-centred RMSProp step, in place on ``params`` and ``g`` (eps inside the root).
+
+    All three arrays are flat, contiguous, of one dtype (float32 or float64). ``g`` may be a
+    shared-memory view updated by other processes at the same time (shared RMSProp).
+    """
+    _check_same(params, ("grads", grads), ("g", g))
+    t = params.dtype.type
+    _rmsprop_kernel(params, grads, g, t(lr), t(alpha), t(eps))
+
+
+def momentum_step(params, grads, m, lr, momentum=0.9) -> None:
+    """One momentum-SGD step in the paper's form: m <- mu m + (1 - mu) d; theta -= lr m."""
+    _check_same(params, ("grads", grads), ("m", m))
+    t = params.dtype.type
+    _momentum_kernel(params, grads, m, t(lr), t(momentum))
+
+
+def clip_grad_norm(grads: np.ndarray, max_norm: float = 40.0) -> float:
+    """Scale ``grads`` in place so that its global L2 norm is at most ``max_norm``.
+
+    Returns the norm BEFORE clipping (as a Python float). A non-finite norm is returned
+    unchanged and the gradient is left alone, so the caller can detect and skip it.
+    """
+    _check_flat("grads", grads)
+    if max_norm <= 0:
+        raise ValueError(f"max_norm must be > 0, got {max_norm}")
+    norm = math.sqrt(_sum_squares_kernel(grads))
+    if math.isfinite(norm) and norm > max_norm:
+        if not grads.flags.writeable:
+            raise ValueError("grads is read-only")
+        _scale_kernel(grads, grads.dtype.type(max_norm / (norm + 1e-6)))
+    return norm
+
+
+def linear_lr(lr0: float, global_step: int, total_steps: int) -> float:
+    """Learning rate annealed linearly from ``lr0`` at step 0 to 0 at ``total_steps``.
+
+    Never negative: steps past ``total_steps`` (workers overshoot T a little) give 0.0.
+    """
+    if total_steps <= 0:
+        raise ValueError(f"total_steps must be > 0, got {total_steps}")
+    frac = 1.0 - float(global_step) / float(total_steps)
+    return float(lr0) * min(1.0, max(0.0, frac))
+
+
+# ----------------------------------------------------------------------------- optimisers
+
+
+class RMSProp:
+    """RMSProp over flat vectors; ``g`` is either shared (handed in) or owned by this worker."""
+
+    def __init__(self, g: np.ndarray, alpha: float = 0.99, eps: float = 0.1, shared=False):
+        _check_flat("g", g)
+        self.g = g
+        self.alpha = float(alpha)
+        self.eps = float(eps)
+        self.shared = bool(shared)
+
+    def step(self, params: np.ndarray, grads: np.ndarray, lr: float) -> None:
+        rmsprop_step(params, grads, self.g, lr, self.alpha, self.eps)
+
+
+class MomentumSGD:
+    """Momentum SGD with per-worker momentum ``m`` (paper's form, see module docstring)."""
+
+    def __init__(self, m: np.ndarray, momentum: float = 0.9):
+        _check_flat("m", m)
+        self.m = m
+        self.momentum = float(momentum)
+
+    def step(self, params: np.ndarray, grads: np.ndarray, lr: float) -> None:
+        momentum_step(params, grads, self.m, lr, self.momentum)
+
+
+def make_optimizer(
+    kind: str,
+    n_params: int,
+    shared_stats: np.ndarray | None = None,
+    alpha: float = 0.99,
+    eps: float = 0.1,
+    momentum: float = 0.9,
+    dtype=np.float32,
+):
+    """Build an optimiser with ``.step(params, grads, lr)``.
+
+    kind:
+      "shared_rmsprop"  RMSProp whose g is ``shared_stats`` (e.g. ``SharedState.opt_stats``),
+                        updated lock-free by every worker. Required, length ``n_params``.
+      "rmsprop"         RMSProp with this worker's own g (zeros, ``dtype``).
+      "momentum"        momentum SGD with this worker's own momentum (zeros, ``dtype``).
+    The state's dtype must match the params passed to ``step``.
+    """
+    if kind not in OPTIMIZER_KINDS:
+        raise ValueError(f"unknown optimizer kind {kind!r}; expected one of {OPTIMIZER_KINDS}")
+    n_params = int(n_params)
+    if kind == "shared_rmsprop":
+        if shared_stats is None:
+            raise ValueError("kind 'shared_rmsprop' needs shared_stats (SharedState.opt_stats)")
+        if shared_stats.shape != (n_params,):
+            raise ValueError(f"shared_stats has shape {shared_stats.shape}, expected ({n_params},)")
+        return RMSProp(shared_stats, alpha=alpha, eps=eps, shared=True)
+    if shared_stats is not None:
+        raise ValueError(f"kind {kind!r} keeps per-worker state; do not pass shared_stats")
+    if kind == "rmsprop":
+        return RMSProp(np.zeros(n_params, dtype=dtype), alpha=alpha, eps=eps)
+    return MomentumSGD(np.zeros(n_params, dtype=dtype), momentum=momentum)

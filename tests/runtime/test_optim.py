@@ -1,0 +1,161 @@
+"""Optimiser kernels against plain NumPy references; clipping; learning-rate annealing."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nbasync.optim import (
+    clip_grad_norm,
+    linear_lr,
+    make_optimizer,
+    momentum_step,
+    rmsprop_step,
+)
+
+TOL = {np.float32: dict(rtol=2e-6, atol=1e-7), np.float64: dict(rtol=1e-13, atol=1e-15)}
+
+
+def ref_rmsprop(theta, d, g, lr, alpha, eps):
+    g = alpha * g + (1 - alpha) * d * d
+    return theta - lr * d / np.sqrt(g + eps), g  # eps inside the square root
+
+
+def ref_momentum(theta, d, m, lr, mu):
+    m = mu * m + (1 - mu) * d
+    return theta - lr * m, m
+
+
+@pytest.fixture(params=[np.float32, np.float64], ids=["f32", "f64"])
+def dtype(request):
+    return request.param
+
+
+def arrays(dtype, n=1031, seed=0):
+    rng = np.random.default_rng(seed)
+    theta = rng.standard_normal(n).astype(dtype)
+    d = (3 * rng.standard_normal(n)).astype(dtype)
+    g = rng.random(n).astype(dtype)
+    return theta, d, g
+
+
+def test_rmsprop_matches_numpy(dtype):
+    theta, d, g = arrays(dtype)
+    want_theta, want_g = theta.copy(), g.copy()
+    for k in range(3):
+        want_theta, want_g = ref_rmsprop(
+            want_theta, d, want_g, dtype(1e-2), dtype(0.99), dtype(0.1)
+        )
+        rmsprop_step(theta, d, g, 1e-2, 0.99, 0.1)
+        assert theta.dtype == dtype and g.dtype == dtype, k
+    np.testing.assert_allclose(g, want_g, **TOL[dtype])
+    np.testing.assert_allclose(theta, want_theta, **TOL[dtype])
+
+
+def test_eps_is_inside_the_root(dtype):
+    theta = np.zeros(1, dtype)
+    g = np.zeros(1, dtype)
+    rmsprop_step(theta, np.zeros(1, dtype) + 1e-3, g, 1.0, alpha=0.0, eps=0.1)
+    # eps inside: 1e-3 / sqrt(1e-6 + 0.1) ~ 3.16e-3 ; outside would be 1e-3 / (1e-3 + 0.1)
+    assert theta[0] == pytest.approx(-1e-3 / math.sqrt(1e-6 + 0.1), rel=1e-5)
+
+
+def test_momentum_matches_numpy(dtype):
+    theta, d, m = arrays(dtype, seed=1)
+    want_theta, want_m = theta.copy(), m.copy()
+    for _ in range(3):
+        want_theta, want_m = ref_momentum(want_theta, d, want_m, dtype(0.05), dtype(0.9))
+        momentum_step(theta, d, m, 0.05, 0.9)
+    np.testing.assert_allclose(m, want_m, **TOL[dtype])
+    np.testing.assert_allclose(theta, want_theta, **TOL[dtype])
+
+
+def test_make_optimizer_kinds(dtype):
+    n = 257
+    theta, d, g0 = arrays(dtype, n=n, seed=2)
+    shared = np.zeros(n, dtype)
+    a = make_optimizer("shared_rmsprop", n, shared_stats=shared)
+    b = make_optimizer("rmsprop", n, dtype=dtype)
+    c = make_optimizer("momentum", n, dtype=dtype)
+    ta, tb, tc = theta.copy(), theta.copy(), theta.copy()
+    a.step(ta, d, 1e-2)
+    b.step(tb, d, 1e-2)
+    c.step(tc, d, 1e-2)
+    assert a.g is shared and np.any(shared != 0)  # statistics went to the shared array
+    np.testing.assert_array_equal(ta, tb)  # same rule, both start at g = 0
+    want, _ = ref_momentum(theta, d, np.zeros(n, dtype), dtype(1e-2), dtype(0.9))
+    np.testing.assert_allclose(tc, want, **TOL[dtype])
+
+
+def test_two_optimizers_on_one_shared_stats_see_each_other():
+    n = 64
+    shared = np.zeros(n, np.float32)
+    w0 = make_optimizer("shared_rmsprop", n, shared_stats=shared)
+    w1 = make_optimizer("shared_rmsprop", n, shared_stats=shared)
+    own = make_optimizer("rmsprop", n)
+    p = np.zeros(n, np.float32)
+    d = np.ones(n, np.float32)
+    w0.step(p, d, 0.1)
+    w1.step(p, d, 0.1)
+    own.step(np.zeros(n, np.float32), d, 0.1)
+    np.testing.assert_allclose(shared, 0.99 * 0.01 + 0.01, rtol=1e-6)
+    np.testing.assert_allclose(own.g, 0.01, rtol=1e-6)
+
+
+def test_make_optimizer_errors():
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        make_optimizer("adam", 3)
+    with pytest.raises(ValueError, match="needs shared_stats"):
+        make_optimizer("shared_rmsprop", 3)
+    with pytest.raises(ValueError, match="shape"):
+        make_optimizer("shared_rmsprop", 3, shared_stats=np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="per-worker"):
+        make_optimizer("rmsprop", 3, shared_stats=np.zeros(3, np.float32))
+    opt = make_optimizer("rmsprop", 3)
+    with pytest.raises(ValueError, match="does not match"):
+        opt.step(np.zeros(3, np.float64), np.zeros(3, np.float64), 0.1)  # state is float32
+    with pytest.raises(ValueError, match="contiguous"):
+        opt.step(np.zeros(6, np.float32)[::2], np.zeros(3, np.float32), 0.1)
+
+
+@pytest.mark.parametrize("scale", [0.1, 1.0, 1e3])
+def test_clip_grad_norm(dtype, scale):
+    rng = np.random.default_rng(3)
+    d = (scale * rng.standard_normal(10_007)).astype(dtype)
+    before = d.copy()
+    ref = float(np.sqrt(np.sum(before.astype(np.float64) ** 2)))
+    norm = clip_grad_norm(d, max_norm=40.0)
+    assert norm == pytest.approx(ref, rel=1e-10)
+    if ref > 40:
+        np.testing.assert_allclose(d, before * (40.0 / ref), rtol=1e-5)
+        assert np.linalg.norm(d.astype(np.float64)) == pytest.approx(40.0, rel=1e-5)
+    else:
+        np.testing.assert_array_equal(d, before)
+
+
+def test_clip_grad_norm_non_finite_left_alone():
+    d = np.array([1.0, np.inf, 2.0], np.float32)
+    assert clip_grad_norm(d, 1.0) == math.inf
+    assert d[0] == 1.0 and d[2] == 2.0
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.floats(-1e6, 1e6, allow_nan=False, width=32), min_size=1, max_size=40),
+    st.floats(1e-3, 1e3),
+)
+def test_clip_property(values, max_norm):
+    d = np.array(values, np.float64)
+    norm = clip_grad_norm(d, max_norm)
+    assert np.linalg.norm(d) <= max_norm * (1 + 1e-9) or norm <= max_norm
+
+
+def test_linear_lr():
+    assert linear_lr(7e-4, 0, 100) == pytest.approx(7e-4)
+    assert linear_lr(7e-4, 25, 100) == pytest.approx(7e-4 * 0.75)
+    assert linear_lr(7e-4, 100, 100) == 0.0
+    assert linear_lr(7e-4, 150, 100) == 0.0  # workers overshoot T: never negative
+    with pytest.raises(ValueError):
+        linear_lr(1e-3, 0, 0)
