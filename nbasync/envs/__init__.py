@@ -1,0 +1,250 @@
+"""nbasync.envs: environment id -> gymnasium.Env, plus the space helpers the algorithms use.
+
+Owns the id routing (Atari ids -> :class:`~nbasync.envs.atari.AtariEnv`, other gymnasium
+ids -> float32 vector-observation adapter), nbasync's own ids (``nbasync/CartPoleNoVel-v1``)
+and :class:`EnvError`. A leaf: imports nothing else of nbasync.
+
+    env = make_env("ALE/Pong-v5", seed=1)            # AtariEnv, obs uint8 (4, 84, 84)
+    env = make_env("CartPole-v1", seed=1)            # obs float32 (4,)
+    env = make_env("nbasync/CartPoleNoVel-v1", 1)    # obs float32 (2,): [x, theta]
+    info = require_discrete(env)                     # EnvInfo, or EnvError saying why not
+    info.obs_shape, info.n_actions, info.frames_per_step
+
+For Atari ids the id selects only the game (plus mode/difficulty if the id sets them); the
+preprocessing comes from ``options`` (AtariEnv's keyword arguments), not from the id's
+gymnasium settings: ``ALE/Pong-v5`` and ``PongNoFrameskip-v4`` give the same environment,
+with sticky actions off unless ``repeat_action_probability`` is passed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+
+from .atari import AtariEnv
+from .errors import EnvError
+from .vector import Float32Obs, MaskVelocityWrapper
+
+__all__ = [
+    "AtariEnv",
+    "EnvError",
+    "EnvInfo",
+    "Float32Obs",
+    "MaskVelocityWrapper",
+    "action_bounds",
+    "describe",
+    "is_atari_id",
+    "make_env",
+    "n_actions",
+    "obs_shape",
+    "require_discrete",
+    "require_discrete_vector",
+]
+
+_ATARI_OPTIONS = frozenset(
+    name
+    for name, p in inspect.signature(AtariEnv.__init__).parameters.items()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY
+)
+
+_ale_registered = False
+
+
+def _registry() -> dict:
+    """gymnasium's registry with the ALE ids in it (ale_py registers them on demand)."""
+    global _ale_registered
+    if not _ale_registered:
+        import ale_py
+
+        gymnasium.register_envs(ale_py)
+        _ale_registered = True
+    return gymnasium.registry
+
+
+def _cartpole_novel(**kwargs) -> gymnasium.Env:
+    return MaskVelocityWrapper(gymnasium.make("CartPole-v1", **kwargs))
+
+
+# nbasync's own ids: id -> factory(**options) returning an Env with float32 1-D obs.
+_NBASYNC_IDS = {"nbasync/CartPoleNoVel-v1": _cartpole_novel}
+
+for _id, _factory in _NBASYNC_IDS.items():
+    if _id not in gymnasium.registry:  # also usable as gymnasium.make(id)
+        gymnasium.register(id=_id, entry_point=_factory)
+
+
+def _atari_spec(env_id: str):
+    spec = _registry().get(env_id)
+    if spec is None:
+        return None
+    ep = spec.entry_point
+    name = ep if isinstance(ep, str) else f"{getattr(ep, '__module__', '')}:{ep.__qualname__}"
+    return spec if name.startswith("ale_py") else None
+
+
+def is_atari_id(env_id: str) -> bool:
+    """True for ids registered by ale_py (``ALE/Pong-v5``, ``PongNoFrameskip-v4``, ...)."""
+    return _atari_spec(env_id) is not None
+
+
+def _unknown_id(env_id: str) -> EnvError:
+    ids = list(_registry().keys())
+    close = difflib.get_close_matches(env_id, ids, n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return EnvError(
+        f"unknown environment id {env_id!r} (not in gymnasium's registry; "
+        f"Atari ids look like 'ALE/Pong-v5'){hint}"
+    )
+
+
+def make_env(env_id: str, seed: int, **options: Any) -> gymnasium.Env:
+    """Build the environment for ``env_id``, seeded with ``seed``.
+
+    Atari ids -> :class:`AtariEnv` (``options`` are its keyword arguments: ``frame_skip``,
+    ``noop_max``, ``repeat_action_probability``, ``terminal_on_life_loss``,
+    ``max_episode_frames``, ...). Other ids -> ``gymnasium.make(env_id, **options)`` wrapped
+    to float32 1-D observations; the first ``reset()`` uses ``seed``. Extra option for those:
+    ``mask_velocity=True`` (see :class:`MaskVelocityWrapper`).
+    Raises :class:`EnvError` for unknown ids, unknown options and unsupported spaces.
+    """
+    if not isinstance(env_id, str) or not env_id:
+        raise EnvError(f"environment id must be a non-empty string, got {env_id!r}")
+    if seed is not None and not isinstance(seed, (int, np.integer)):
+        raise EnvError(f"seed must be an int, got {seed!r}")
+    seed = None if seed is None else int(seed)
+
+    spec = _atari_spec(env_id)
+    if spec is not None:
+        kw = dict(spec.kwargs)
+        if kw.get("obs_type", "rgb") == "ram":
+            raise EnvError(f"{env_id!r}: RAM observations are not supported; use the image id")
+        bad = sorted(set(options) - _ATARI_OPTIONS)
+        if bad:
+            raise EnvError(
+                f"unknown option(s) {', '.join(bad)} for Atari id {env_id!r} "
+                f"(known: {', '.join(sorted(_ATARI_OPTIONS))})"
+            )
+        for key in ("mode", "difficulty"):
+            if kw.get(key) is not None:
+                options.setdefault(key, kw[key])
+        return AtariEnv(kw["game"], seed, **options)
+
+    mask = bool(options.pop("mask_velocity", False))
+    if env_id in _NBASYNC_IDS:
+        factory = _NBASYNC_IDS[env_id]
+        make = lambda: factory(**options)  # noqa: E731
+    elif env_id in _registry():
+        make = lambda: gymnasium.make(env_id, **options)  # noqa: E731
+    else:
+        raise _unknown_id(env_id)
+    try:
+        env = make()
+    except EnvError:
+        raise
+    except Exception as e:  # dependency missing, bad kwargs: one line naming the id
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise EnvError(f"cannot make {env_id!r}: {msg}") from e
+
+    space = env.observation_space
+    if not isinstance(space, spaces.Box) or len(space.shape) != 1:
+        env.close()
+        kind = "image" if isinstance(space, spaces.Box) and len(space.shape) >= 2 else "non-vector"
+        raise EnvError(
+            f"{env_id!r} has {kind} observations {space}; only 1-D vector observations "
+            f"(and Atari ids) are supported"
+        )
+    if mask:
+        env = MaskVelocityWrapper(env)
+    return Float32Obs(env, seed)
+
+
+# --------------------------------------------------------------------------------------
+# Space helpers
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnvInfo:
+    """What the algorithms need to know about an environment's spaces."""
+
+    obs_shape: tuple[int, ...]
+    obs_dtype: np.dtype
+    discrete: bool
+    n_actions: int | None  # discrete action count, else None
+    action_low: np.ndarray | None  # continuous bounds (float32), else None
+    action_high: np.ndarray | None
+    is_atari: bool
+    frames_per_step: int  # emulator frames per agent step (Atari frame_skip, else 1)
+
+    @property
+    def obs_dim(self) -> int:
+        return int(np.prod(self.obs_shape))
+
+
+def describe(env: gymnasium.Env) -> EnvInfo:
+    """Spaces of ``env`` as an :class:`EnvInfo`; EnvError for spaces nbasync cannot use."""
+    ospace, aspace = env.observation_space, env.action_space
+    if not isinstance(ospace, spaces.Box):
+        raise EnvError(f"observation space must be a Box, got {ospace}")
+    base = env.unwrapped
+    atari = isinstance(base, AtariEnv)
+    if isinstance(aspace, spaces.Discrete):
+        return EnvInfo(
+            tuple(ospace.shape), ospace.dtype, True, int(aspace.n), None, None, atari,
+            base.frame_skip if atari else 1,
+        )  # fmt: skip
+    if isinstance(aspace, spaces.Box) and len(aspace.shape) == 1:
+        return EnvInfo(
+            tuple(ospace.shape), ospace.dtype, False, None,
+            np.asarray(aspace.low, np.float32), np.asarray(aspace.high, np.float32), atari, 1,
+        )  # fmt: skip
+    raise EnvError(f"action space must be Discrete or a 1-D Box, got {aspace}")
+
+
+def obs_shape(env: gymnasium.Env) -> tuple[int, ...]:
+    return describe(env).obs_shape
+
+
+def n_actions(env: gymnasium.Env) -> int:
+    """Number of discrete actions; EnvError when the action space is not Discrete."""
+    return require_discrete(env).n_actions
+
+
+def action_bounds(env: gymnasium.Env) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) float32 of a continuous (1-D Box) action space; EnvError otherwise."""
+    info = describe(env)
+    if info.discrete:
+        raise EnvError(f"action space is discrete ({info.n_actions} actions), not continuous")
+    return info.action_low, info.action_high
+
+
+def _name(env: gymnasium.Env) -> str:
+    return env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+
+
+def require_discrete(env: gymnasium.Env) -> EnvInfo:
+    """EnvInfo of an env with Discrete actions (vector or Atari obs); EnvError otherwise."""
+    info = describe(env)
+    if not info.discrete:
+        raise EnvError(
+            f"{_name(env)} has continuous actions {env.action_space}; this algorithm needs "
+            f"discrete actions"
+        )
+    return info
+
+
+def require_discrete_vector(env: gymnasium.Env) -> EnvInfo:
+    """EnvInfo of an env with Discrete actions and 1-D vector obs (MLP nets); else EnvError."""
+    info = require_discrete(env)
+    if len(info.obs_shape) != 1:
+        raise EnvError(
+            f"{_name(env)} has observations of shape {info.obs_shape}; this needs 1-D vector "
+            f"observations (Atari ids need the Atari network)"
+        )
+    return info

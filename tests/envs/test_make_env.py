@@ -1,0 +1,123 @@
+"""make_env routing, the vector adapter, masked velocities, space helpers and error messages."""
+
+import gymnasium
+import numpy as np
+import pytest
+
+from nbasync.envs import (
+    AtariEnv,
+    EnvError,
+    MaskVelocityWrapper,
+    action_bounds,
+    describe,
+    is_atari_id,
+    make_env,
+    n_actions,
+    obs_shape,
+    require_discrete,
+    require_discrete_vector,
+)
+
+
+def test_unknown_id_names_it_on_one_line():
+    with pytest.raises(EnvError) as e:
+        make_env("NoSuchEnv-v9", 0)
+    assert "'NoSuchEnv-v9'" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(EnvError, match="did you mean 'CartPole-v1'"):
+        make_env("CartPole-v2", 0)
+    assert isinstance(e.value, ValueError)
+
+
+@pytest.mark.parametrize("env_id", ["ALE/Pong-v5", "PongNoFrameskip-v4", "ALE/Breakout-v5"])
+def test_atari_ids_route_to_atarienv(env_id):
+    assert is_atari_id(env_id)
+    env = make_env(env_id, 1)
+    assert isinstance(env, AtariEnv)
+    assert env.repeat_action_probability == 0.0 and env.frame_skip == 4
+    info = require_discrete(env)
+    assert info.is_atari and info.obs_shape == (4, 84, 84) and info.frames_per_step == 4
+    with pytest.raises(EnvError, match="vector"):
+        require_discrete_vector(env)
+
+
+def test_atari_options_and_errors():
+    env = make_env("ALE/Breakout-v5", 0, terminal_on_life_loss=True, noop_max=0)
+    assert env.terminal_on_life_loss and env.noop_max == 0
+    with pytest.raises(EnvError, match="bogus"):
+        make_env("ALE/Pong-v5", 0, bogus=1)
+    gymnasium.register(
+        id="nbasync_test/PongRam-v5",
+        entry_point="ale_py.env:AtariEnv",
+        kwargs={"game": "pong", "obs_type": "ram"},
+    )
+    try:
+        with pytest.raises(EnvError, match="RAM"):
+            make_env("nbasync_test/PongRam-v5", 0)
+    finally:
+        del gymnasium.registry["nbasync_test/PongRam-v5"]
+    a, b = make_env("ALE/Pong-v5", 3), make_env("ALE/Pong-v5", 3)
+    np.testing.assert_array_equal(a.reset()[0], b.reset()[0])
+
+
+def test_cartpole_float32_obs_and_seeded():
+    env = make_env("CartPole-v1", 4)
+    obs, _ = env.reset()
+    assert obs.dtype == np.float32 and obs.shape == (4,)
+    assert env.observation_space.dtype == np.float32 and env.observation_space.contains(obs)
+    obs2, r, te, tr, _ = env.step(0)
+    assert obs2.dtype == np.float32 and isinstance(te, bool)
+    np.testing.assert_array_equal(obs, make_env("CartPole-v1", 4).reset()[0])
+    assert not np.array_equal(obs, make_env("CartPole-v1", 5).reset()[0])
+    info = require_discrete_vector(env)
+    assert info.n_actions == n_actions(env) == 2 and obs_shape(env) == (4,) and info.obs_dim == 4
+    assert not info.is_atari and info.frames_per_step == 1
+    with pytest.raises(EnvError, match="discrete"):
+        action_bounds(env)
+
+
+def test_continuous_actions():
+    env = make_env("Pendulum-v1", 0)
+    low, high = action_bounds(env)
+    assert low.dtype == np.float32 and float(high[0]) == 2.0
+    assert not describe(env).discrete
+    with pytest.raises(EnvError, match="discrete"):
+        require_discrete(env)
+
+
+def test_masked_velocity_cartpole():
+    base = make_env("CartPole-v1", 2)
+    env = make_env("nbasync/CartPoleNoVel-v1", 2)
+    full, _ = base.reset()
+    obs, _ = env.reset()
+    assert obs.shape == (2,) and obs.dtype == np.float32
+    np.testing.assert_array_equal(obs, full[[0, 2]])
+    for _ in range(5):
+        full, *_ = base.step(1)
+        obs, *_ = env.step(1)
+        np.testing.assert_array_equal(obs, full[[0, 2]])
+    assert obs_shape(make_env("CartPole-v1", 0, mask_velocity=True)) == (2,)
+    zeroed = MaskVelocityWrapper(gymnasium.make("CartPole-v1"), mode="zero")
+    o, _ = zeroed.reset(seed=0)
+    assert o.shape == (4,) and o[1] == 0 and o[3] == 0
+    assert gymnasium.make("nbasync/CartPoleNoVel-v1").observation_space.shape == (2,)
+    with pytest.raises(EnvError, match="velocity"):
+        MaskVelocityWrapper(gymnasium.make("Acrobot-v1"))
+
+
+class _ImageEnv(gymnasium.Env):
+    observation_space = gymnasium.spaces.Box(0, 255, (8, 8, 3), np.uint8)
+    action_space = gymnasium.spaces.Discrete(2)
+
+
+def test_non_atari_image_obs_is_a_clear_error():
+    gymnasium.register(id="nbasync_test/Image-v0", entry_point=_ImageEnv)
+    try:
+        with pytest.raises(EnvError, match="image observations"):
+            make_env("nbasync_test/Image-v0", 0)
+    finally:
+        del gymnasium.registry["nbasync_test/Image-v0"]
+
+
+def test_bad_gym_kwargs_become_enverror():
+    with pytest.raises(EnvError, match="cannot make 'CartPole-v1'"):
+        make_env("CartPole-v1", 0, no_such_kwarg=3)
