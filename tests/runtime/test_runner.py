@@ -1,0 +1,163 @@
+"""run_workers: normal end, stop, worker exception, worker SIGKILL, restart, stuck worker.
+
+After every kind of ending: no ``nbasync_<our pid>_`` segment in /dev/shm and no worker
+process left.
+"""
+
+import os
+import time
+
+import pytest
+from _workers import ignore_stop, ready_then_loop
+
+from nbasync.runner import THREAD_ENV, WorkerError, run_workers
+from nbasync.shared import SEGMENT_PREFIX, SharedState
+
+
+def segments(pid):
+    return sorted(f for f in os.listdir("/dev/shm") if f.startswith(f"{SEGMENT_PREFIX}{pid}_"))
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            state = next(line for line in f if line.startswith("State:"))
+        return "Z" not in state  # a zombie has exited
+    except (FileNotFoundError, ProcessLookupError, StopIteration):
+        return False
+
+
+class Recorder:
+    def __init__(self):
+        self.events = []
+        self.times = {}
+
+    def __call__(self, ev):
+        self.events.append(ev)
+        self.times.setdefault(ev[0], time.monotonic())
+
+    def pids(self):
+        return [ev[2] for ev in self.events if ev[0] in ("ready", "restarted_ran")]
+
+
+def check_clean(rec):
+    assert segments(os.getpid()) == []
+    assert rec.pids(), "workers never reported"
+    assert not [p for p in rec.pids() if alive(p)]
+
+
+def test_normal_end_env_and_warmup():
+    rec = Recorder()
+    calls = []
+    env_before = {k: os.environ.get(k) for k in THREAD_ENV}
+    with SharedState.create(16, 2) as s:
+        res = run_workers(
+            ready_then_loop,
+            2,
+            s,
+            lambda i: {"finish_after": 0.2},
+            rec,
+            poll_s=0.05,
+            warmup=lambda: calls.append(time.monotonic()),
+        )
+        assert res.reason == "finished" and res.exitcodes == [0, 0] and res.restarts == 0
+    ready = [ev for ev in rec.events if ev[0] == "ready"]
+    assert sorted(ev[1] for ev in ready) == [0, 1]
+    for ev in ready:  # thread pinning reached the children
+        assert ev[3] == {"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+    assert len(calls) == 1
+    assert {k: os.environ.get(k) for k in THREAD_ENV} == env_before  # parent's env restored
+    check_clean(rec)
+
+
+def test_should_stop_and_on_poll():
+    rec = Recorder()
+    polls = []
+    with SharedState.create(16, 2) as s:
+
+        def should_stop():
+            return len([e for e in rec.events if e[0] == "ready"]) == 2
+
+        res = run_workers(
+            ready_then_loop, 2, s, None, rec, should_stop, 0.05, on_poll=lambda: polls.append(1)
+        )
+        assert res.reason == "stopped" and s.stop_requested()
+    assert polls
+    check_clean(rec)
+
+
+def test_exception_in_worker_stops_with_clear_error():
+    rec = Recorder()
+    with SharedState.create(16, 2) as s, pytest.raises(WorkerError) as info:
+        run_workers(ready_then_loop, 2, s, {"fail_after": 0.1}, rec, poll_s=0.05)
+    err = info.value
+    assert err.index == 0 and err.exitcode == 1
+    assert str(err) == "worker 0 raised ValueError: boom in worker 0"
+    assert "Traceback" in err.traceback and "boom in worker 0" in err.traceback
+    check_clean(rec)
+
+
+def test_sigkilled_worker_noticed_quickly():
+    rec = Recorder()
+    with SharedState.create(16, 2) as s, pytest.raises(WorkerError) as info:
+        run_workers(ready_then_loop, 2, s, {"kill_after": 0.1}, rec, poll_s=0.05)
+    noticed = time.monotonic()
+    assert info.value.index == 0 and info.value.exitcode == -9
+    assert str(info.value) == "worker 0 was killed by SIGKILL (exit code -9)"
+    assert noticed - rec.times["dying"] < 2.0
+    check_clean(rec)
+
+
+def test_restart_dead_worker():
+    rec = Recorder()
+    with SharedState.create(16, 2) as s:
+        res = run_workers(
+            ready_then_loop,
+            2,
+            s,
+            {"kill_after": 0.1, "restart_ok": True, "finish_after": 1.5},
+            rec,
+            poll_s=0.05,
+            on_worker_death="restart",
+        )
+        assert res.restarts == 1 and res.reason == "finished"
+        assert s.worker_steps(0) == 2  # the restarted worker kept its slot
+    kinds = [ev[0] for ev in rec.events]
+    assert ("worker_restarted", 0, -9) in rec.events and "restarted_ran" in kinds
+    check_clean(rec)
+
+
+def test_restart_gives_up_after_max_restarts():
+    rec = Recorder()
+    with SharedState.create(16, 1) as s, pytest.raises(WorkerError, match="max_restarts"):
+        # max_restarts=0: the first death is already one too many
+        run_workers(
+            ready_then_loop,
+            1,
+            s,
+            {"kill_after": 0.1},
+            rec,
+            poll_s=0.05,
+            on_worker_death="restart",
+            max_restarts=0,
+        )
+    check_clean(rec)
+
+
+def test_stuck_worker_is_killed_never_hangs():
+    rec = Recorder()
+    t0 = time.monotonic()
+    with SharedState.create(16, 1) as s:
+        res = run_workers(
+            ignore_stop,
+            1,
+            s,
+            None,
+            rec,
+            should_stop=lambda: bool(rec.events),
+            poll_s=0.05,
+            join_timeout_s=0.5,
+        )
+        assert res.reason == "stopped" and res.exitcodes == [-9]
+    assert time.monotonic() - t0 < 10
+    check_clean(rec)
