@@ -28,7 +28,7 @@ def main() -> int:
                     info = {
                         "pid": os.getpid(),
                         "segment": state.name,
-                        "workers": list(ready.values()),
+                        "workers": [ready[i] for i in sorted(ready)],
                     }
                     print(json.dumps(info), flush=True)
 
