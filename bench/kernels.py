@@ -1,0 +1,330 @@
+"""Network kernel speed: ms per forward (batch 1) and forward+backward (batch 5, 32).
+
+Not a test. Nets: the paper's Atari net (4x84x84 -> conv 16 8x8/4 -> conv 32 4x4/2 -> fc 256
+-> 7 outputs = 6 actions + V) and an MLP (obs 4 -> 64 -> 64 -> 3 outputs = 2 actions + V).
+Implementations: nbasync (numba kernels + BLAS GEMMs), a plain NumPy implementation (below,
+sliding windows + tensordot) and PyTorch CPU when importable, all on ONE thread. fwd: one
+forward pass (torch under no_grad); fwdbwd: a forward of the batch, then a backward that
+accumulates every parameter gradient (no input gradient, so conv1's dx is not computed).
+Timings are medians over repeats of short timed loops, all measured in this one run.
+
+FLOP floor: 2 FLOP per multiply-add of the GEMMs (fwd; dW; dx except the first layer) at
+PEAK_GFLOPS, one core's float32 FMA peak (AVX2: 2 FMA x 8 lanes x 2 FLOP per cycle).
+
+    python bench/kernels.py            # table
+    python bench/kernels.py --json     # one flat JSON object {net}.{op}.b{batch}.{impl}_ms
+    python bench/kernels.py --quick    # for tox: few repeats
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ[_var] = "1"  # one thread, as each worker runs; before numpy is imported
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from nbasync.nn import atari_network, mlp_network  # noqa: E402
+from nbasync.nn.layers import Conv2d, Dense  # noqa: E402
+
+PEAK_GFLOPS = 68.0  # one Zen 3 core, float32 FMA, ~2.1 GHz sustained (AMD EPYC here)
+ATARI_OUT, MLP_OBS, MLP_OUT = 7, 4, 3
+BATCHES = {"fwd": (1,), "fwdbwd": (5, 32)}
+
+
+# ----------------------------------------------------------------------------- nets
+def build(net_name, max_batch):
+    if net_name == "atari":
+        net = atari_network(ATARI_OUT, max_batch=max_batch)
+    else:
+        net = mlp_network(MLP_OBS, MLP_OUT, hidden=(64, 64), max_batch=max_batch)
+    net.init_params(0)
+    return net
+
+
+def flops(net, op, batch):
+    """GEMM FLOPs of one call: forward; + dW of every layer + dx of all but the first."""
+    macs = []
+    for layer in net.layers:
+        if isinstance(layer, Conv2d):
+            macs.append(layer.P * layer.K * layer.out_channels)
+        elif isinstance(layer, Dense):
+            macs.append(layer.in_shape[0] * layer.out_features)
+    total = sum(macs)
+    if op == "fwdbwd":
+        total += sum(macs) + sum(macs[1:])
+    return 2 * batch * total
+
+
+class NumpyNet:
+    """The same function in plain NumPy (channels-first), reading the nbasync parameters."""
+
+    def __init__(self, net):
+        self.net = net
+        self.grads = {name: np.zeros_like(net.param(name)) for name in net.param_names}
+
+    def forward(self, x):
+        self.cache = []
+        h = x
+        for layer in self.net.layers:
+            kind = type(layer).__name__
+            if kind == "Conv2d":
+                W, b = self.net.param(layer.name + ".weight"), self.net.param(layer.name + ".bias")
+                s = layer.stride
+                win = sliding_window_view(h, (layer.kh, layer.kw), axis=(2, 3))[:, :, ::s, ::s]
+                self.cache.append((layer, h, win))
+                h = np.tensordot(win, W, axes=([1, 4, 5], [1, 2, 3])).transpose(0, 3, 1, 2)
+                h = h + b[:, None, None]
+            elif kind == "Dense":
+                W, b = self.net.param(layer.name + ".weight"), self.net.param(layer.name + ".bias")
+                self.cache.append((layer, h, None))
+                h = h @ W.T + b
+            elif kind == "ReLU":
+                h = np.maximum(h, 0)
+                self.cache.append((layer, h, None))
+            else:  # Flatten
+                self.cache.append((layer, h.shape, None))
+                h = h.reshape(h.shape[0], -1)
+        return h
+
+    def backward(self, dout):
+        dy = dout
+        for i in range(len(self.cache) - 1, -1, -1):
+            layer, saved, win = self.cache[i]
+            kind = type(layer).__name__
+            if kind == "Conv2d":
+                W = self.net.param(layer.name + ".weight")
+                self.grads[layer.name + ".weight"] += np.tensordot(
+                    dy, win, axes=([0, 2, 3], [0, 2, 3])
+                )
+                self.grads[layer.name + ".bias"] += dy.sum(axis=(0, 2, 3))
+                if i == 0:
+                    return
+                dwin = np.tensordot(dy, W, axes=([1], [0]))  # (B, OH, OW, C, kh, kw)
+                dx = np.zeros_like(saved)
+                s, OH, OW = layer.stride, dy.shape[2], dy.shape[3]
+                for a in range(layer.kh):
+                    for c in range(layer.kw):
+                        dx[:, :, a : a + s * OH : s, c : c + s * OW : s] += dwin[
+                            ..., a, c
+                        ].transpose(0, 3, 1, 2)
+                dy = dx
+            elif kind == "Dense":
+                W = self.net.param(layer.name + ".weight")
+                self.grads[layer.name + ".weight"] += dy.T @ saved
+                self.grads[layer.name + ".bias"] += dy.sum(axis=0)
+                if i == 0:
+                    return
+                dy = dy @ W
+            elif kind == "ReLU":
+                dy = dy * (saved > 0)
+            else:
+                dy = dy.reshape(saved)
+
+
+def torch_model(net):
+    """torch.nn.Sequential with the nbasync weights copied in, or None without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(1)
+    mods = []
+    for layer in net.layers:
+        kind = type(layer).__name__
+        if kind == "Conv2d":
+            m = torch.nn.Conv2d(layer.in_shape[0], layer.out_channels, (layer.kh, layer.kw),
+                                stride=layer.stride)  # fmt: skip
+        elif kind == "Dense":
+            m = torch.nn.Linear(layer.in_shape[0], layer.out_features)
+        elif kind == "ReLU":
+            m = torch.nn.ReLU()
+        else:
+            m = torch.nn.Flatten()
+        if kind in ("Conv2d", "Dense"):
+            with torch.no_grad():
+                m.weight.copy_(torch.from_numpy(net.param(layer.name + ".weight").copy()))
+                m.bias.copy_(torch.from_numpy(net.param(layer.name + ".bias").copy()))
+        mods.append(m)
+    return torch.nn.Sequential(*mods)
+
+
+# ----------------------------------------------------------------------------- timing
+def timeit(fn, repeats, min_time=0.02):
+    """Median ms per call over ``repeats`` loops of n calls each (n: ~min_time per loop)."""
+    fn()
+    n, t = 1, 0.0
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        t = time.perf_counter() - t0
+        if t > min_time or n >= 4096:
+            break
+        n *= 2
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        times.append((time.perf_counter() - t0) / n)
+    return 1e3 * statistics.median(times)
+
+
+def bench_net(net_name, repeats, sanity):
+    results = {}
+    floors = {}
+    rng = np.random.default_rng(0)
+    torch = None
+    for op, batches in BATCHES.items():
+        for B in batches:
+            net = build(net_name, max_batch=B)
+            x = rng.random((B, *net.input_shape), dtype=np.float32)
+            dout = rng.standard_normal((B, net.n_outputs), dtype=np.float32)
+            key = f"{net_name}.{op}.b{B}"
+            floors[key] = flops(net, op, B)
+            ref = NumpyNet(net)
+            if op == "fwd":
+                results[f"{key}.nbasync_ms"] = timeit(lambda n=net, x=x: n.forward(x), repeats)
+                results[f"{key}.numpy_ms"] = timeit(lambda r=ref, x=x: r.forward(x), repeats)
+            else:
+
+                def nb_step(net=net, x=x, dout=dout, B=B):
+                    net.forward(x)
+                    net.backward(dout, B)
+
+                def np_step(ref=ref, x=x, dout=dout):
+                    ref.forward(x)
+                    ref.backward(dout)
+
+                results[f"{key}.nbasync_ms"] = timeit(nb_step, repeats)
+                results[f"{key}.numpy_ms"] = timeit(np_step, repeats)
+            model = torch_model(net)
+            if model is not None:
+                import torch
+
+                tx, tdout = torch.from_numpy(x), torch.from_numpy(dout)
+                if op == "fwd":
+
+                    def t_step(model=model, tx=tx):
+                        with torch.no_grad():
+                            model(tx)
+                else:
+
+                    def t_step(model=model, tx=tx, tdout=tdout):
+                        model(tx).backward(tdout)
+
+                results[f"{key}.torch_ms"] = timeit(t_step, repeats)
+                if sanity is not None and op == "fwdbwd":
+                    sanity[key] = check_against_torch(net, model, x, dout)
+            elif sanity is not None and op == "fwdbwd":
+                sanity[key] = check_against_numpy(net, x, dout)
+    return results, floors
+
+
+def check_against_torch(net, model, x, dout):
+    """Max relative difference of outputs and parameter gradients vs torch (float32)."""
+    import torch
+
+    net.zero_grad()
+    out = net.forward(x).copy()
+    net.backward(dout, x.shape[0])
+    model.zero_grad()
+    tout = model(torch.from_numpy(x))
+    tout.backward(torch.from_numpy(dout))
+    worst = float(np.abs(out - tout.detach().numpy()).max() / np.abs(out).max())
+    params = dict(model.named_parameters())
+    layer_of = {layer.name: i for i, layer in enumerate(net.layers)}
+    for name in net.param_names:
+        lname, suffix = name.split(".")
+        g = params[f"{layer_of[lname]}.{suffix}"].grad.numpy()
+        a = net.grad(name)
+        worst = max(worst, float(np.abs(a - g).max() / max(np.abs(g).max(), 1e-30)))
+    return worst
+
+
+def check_against_numpy(net, x, dout):
+    net.zero_grad()
+    out = net.forward(x).copy()
+    net.backward(dout, x.shape[0])
+    ref = NumpyNet(net)
+    rout = ref.forward(x)
+    ref.backward(dout)
+    worst = float(np.abs(out - rout).max() / np.abs(rout).max())
+    for name in net.param_names:
+        g = ref.grads[name]
+        worst = max(worst, float(np.abs(net.grad(name) - g).max() / max(np.abs(g).max(), 1e-30)))
+    return worst
+
+
+def machine():
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    versions = [f"numpy {np.__version__}"]
+    import numba
+
+    versions.append(f"numba {numba.__version__}")
+    try:
+        import torch
+
+        versions.append(f"torch {torch.__version__}")
+    except ImportError:
+        versions.append("torch not installed")
+    core = os.environ.get("OPENBLAS_CORETYPE")
+    extra = f", OPENBLAS_CORETYPE={core}" if core else ""
+    return f"{model}, {os.cpu_count()} cores, 1 thread used; {', '.join(versions)}{extra}"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true", help="print one flat JSON object")
+    ap.add_argument("--quick", action="store_true", help="few repeats (for tox)")
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--net", choices=("atari", "mlp"), nargs="*", default=["atari", "mlp"])
+    args = ap.parse_args(argv)
+    repeats = args.repeats or (3 if args.quick else 15)
+    results, floors, sanity = {}, {}, {}
+    for net_name in args.net:
+        r, f = bench_net(net_name, repeats, sanity)
+        results.update(r)
+        floors.update(f)
+    if args.json:
+        print(json.dumps(results, sort_keys=True))
+        return
+    print(f"machine: {machine()}")
+    print(f"floor: GEMM FLOPs at {PEAK_GFLOPS:.0f} GFLOP/s (1 core, float32); medians of", repeats)
+    head = f"{'case':<18}{'MFLOP':>8}{'floor ms':>10}{'nbasync':>10}{'numpy':>10}{'torch':>10}"
+    print(head + f"{'torch/nb':>10}{'numpy/nb':>10}")
+    for key, fl in floors.items():
+        nb = results[f"{key}.nbasync_ms"]
+        npy = results[f"{key}.numpy_ms"]
+        th = results.get(f"{key}.torch_ms")
+        row = f"{key:<18}{fl / 1e6:>8.2f}{fl / PEAK_GFLOPS / 1e6:>10.3f}{nb:>10.3f}{npy:>10.3f}"
+        row += f"{th:>10.3f}" if th is not None else f"{'-':>10}"
+        row += f"{th / nb:>9.2f}x" if th is not None else f"{'-':>10}"
+        row += f"{npy / nb:>9.2f}x"
+        print(row)
+    for key, err in sanity.items():
+        print(f"check {key}: max rel. diff of outputs and grads vs reference {err:.1e}")
+
+
+if __name__ == "__main__":
+    main()
