@@ -5,11 +5,19 @@ import pytest
 from nbasync.config import ConfigError, TrainConfig, build_config, load_toml
 
 
+def test_paper_defaults():
+    assert TrainConfig().grad_clip == 40.0 and TrainConfig().lr == 7e-4
+
+
 def test_classic_preset_and_paper_defaults():
-    c = build_config({"algo": "nstep_q"})
+    c = build_config({"algo": "nstep_q", "grad_clip": 40})
     assert c.env == "CartPole-v1" and c.network == "mlp"
     assert (c.t_max, c.gamma, c.rmsprop_alpha, c.rmsprop_eps, c.grad_clip) == (
-        5, 0.99, 0.99, 0.1, 40.0,
+        5,
+        0.99,
+        0.99,
+        0.1,
+        40.0,
     )
     assert c.final_epsilons == (0.1, 0.01, 0.5)
 

@@ -1,0 +1,229 @@
+"""What every actor-learner has in common: a local network theta', its environment, its RNG,
+its optimiser, and the shared state it reads from and writes to.
+
+An algorithm module only writes its rollout and its loss (see ``a3c.py``, ``nstep_q.py``,
+...); everything about buffers, episode bookkeeping, the global step T, the target copy and
+the lock-free update lives here once.
+
+Parameter handling (all four algorithms): each worker keeps a local copy theta' of the
+shared parameters, refreshed from theta before every rollout (Algorithms S2/S3 do this
+explicitly; for the one-step methods it means the gradient of one accumulation window is
+taken at one consistent theta'). Acting writes one activation row per step, so the update
+runs backward over the rollout without a second forward pass.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..config import TrainConfig, is_atari_id
+from ..envs import make_env
+from ..nn import atari_network, mlp_network
+from ..optim import clip_grad_norm, linear_lr, make_optimizer
+from .targets import draw_final_epsilon, epsilon_at
+
+EPISODE_EVENT = "episode"
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What the network needs to know of an environment."""
+
+    obs_shape: tuple[int, ...]
+    n_actions: int
+    atari: bool
+
+
+def env_options(config: TrainConfig) -> dict[str, Any]:
+    if is_atari_id(config.env):
+        return {"terminal_on_life_loss": config.terminal_on_life_loss}
+    return {}
+
+
+def n_outputs(config: TrainConfig, spec: EnvSpec) -> int:
+    """A3C: policy logits + one value column; Q methods: one Q value per action."""
+    return spec.n_actions + 1 if config.algo == "a3c" else spec.n_actions
+
+
+def build_network(config: TrainConfig, spec: EnvSpec, max_batch: int, dtype=np.float32):
+    """The paper's Atari net for image observations, an MLP for vector observations."""
+    kind = config.network
+    if kind == "auto":
+        kind = "atari" if len(spec.obs_shape) == 3 else "mlp"
+    if kind == "atari":
+        return atari_network(
+            n_outputs(config, spec), in_channels=spec.obs_shape[0], max_batch=max_batch, dtype=dtype
+        )
+    if len(spec.obs_shape) != 1:
+        raise ValueError(f"the mlp network needs vector observations, got shape {spec.obs_shape}")
+    return mlp_network(
+        spec.obs_shape[0],
+        n_outputs(config, spec),
+        hidden=config.hidden,
+        max_batch=max_batch,
+        dtype=dtype,
+    )
+
+
+def obs_scale(spec: EnvSpec) -> float:
+    """Atari frames are uint8; the network sees them in [0, 1]."""
+    return 1.0 / 255.0 if spec.atari else 1.0
+
+
+def worker_seed(config: TrainConfig, index: int, segment: int) -> np.random.SeedSequence:
+    """Seeds derive from (seed, worker index, run segment): a resumed run gets fresh streams."""
+    return np.random.SeedSequence([config.seed, index, segment])
+
+
+def final_epsilon_of(config: TrainConfig, index: int) -> float:
+    """Drawn once per worker from (seed, index) only, so a resumed run keeps the same value."""
+    rng = np.random.default_rng([config.seed, index, 0xE95])
+    return draw_final_epsilon(rng, config.final_epsilons, config.final_epsilon_probs)
+
+
+class ActorLearner:
+    """One worker's machinery. Algorithms call ``sync``, ``act_forward``, ``step``,
+    ``reset`` and ``apply_gradients``; the rest is bookkeeping."""
+
+    def __init__(
+        self, config: TrainConfig, index: int, state, events, stop, segment: int = 0
+    ) -> None:
+        self.config = config
+        self.index = index
+        self.state = state
+        self.events = events
+        self.stop = stop
+        seeds = worker_seed(config, index, segment).spawn(2)
+        self.rng = np.random.default_rng(seeds[0])
+        env_seed = int(seeds[1].generate_state(1)[0] % (2**31 - 1))
+        self.env = make_env(config.env, seed=env_seed, **env_options(config))
+        self.spec = env_spec(self.env, config.env)
+        self.n_actions = self.spec.n_actions
+        self.scale = obs_scale(self.spec)
+
+        t_max = config.t_max
+        # Row t of every buffer is step t of the rollout; row t_max holds the state the
+        # rollout ends in (for bootstrapping).
+        self.net = build_network(config, self.spec, max_batch=t_max + 1)
+        self.net.params[:] = state.params
+        self.target_net = None
+        if state.target is not None:
+            self.target_net = build_network(config, self.spec, max_batch=t_max + 1)
+            self.target_net.bind(state.target, np.zeros_like(state.target))
+        self.obs = np.zeros((t_max + 1, *self.spec.obs_shape), dtype=np.float32)
+        self.outputs = np.zeros((t_max + 1, self.net.n_outputs), dtype=np.float32)
+        self.dout = np.zeros((t_max + 1, self.net.n_outputs), dtype=np.float32)
+        self.actions = np.zeros(t_max + 1, dtype=np.int64)
+        self.rewards = np.zeros(t_max, dtype=np.float32)
+        self.terminated = np.zeros(t_max, dtype=np.bool_)
+        self.targets = np.zeros(t_max, dtype=np.float32)
+
+        self.optimizer = make_optimizer(
+            config.optimizer,
+            self.net.n_params,
+            shared_stats=state.opt_stats if config.optimizer == "shared_rmsprop" else None,
+            alpha=config.rmsprop_alpha,
+            eps=config.rmsprop_eps,
+            momentum=config.momentum,
+        )
+        self.final_epsilon = final_epsilon_of(config, index)
+        self.episode_return = 0.0
+        self.episode_length = 0
+        self.episodes = 0
+        self.start_time = time.time()
+
+    # -- counters -------------------------------------------------------------------------
+    def global_step(self) -> int:
+        return self.state.global_step()
+
+    def finished(self) -> bool:
+        return self.state.stop_requested() or self.state.global_step() >= self.config.steps
+
+    def epsilon(self) -> float:
+        return epsilon_at(self.global_step(), self.final_epsilon, self.config.epsilon_anneal_steps)
+
+    # -- environment ----------------------------------------------------------------------
+    def reset(self) -> np.ndarray:
+        obs, _ = self.env.reset()
+        self.episode_return = 0.0
+        self.episode_length = 0
+        return obs
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool]:
+        """One agent step. Returns (next_obs, reward for learning, terminated, truncated).
+
+        Logs the episode (raw, unclipped return) when the real game ends; with
+        loss-of-life-as-terminal the game goes on after a "terminated" life loss.
+        """
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.episode_return += float(reward)
+        self.episode_length += 1
+        self.state.add_steps(self.index, 1)
+        if (terminated or truncated) and info.get("game_over", True):
+            self.events.put(
+                (
+                    EPISODE_EVENT,
+                    self.index,
+                    self.state.global_step(),
+                    time.time(),
+                    self.episode_return,
+                    self.episode_length,
+                )
+            )
+            self.episodes += 1
+            self.episode_return = 0.0
+            self.episode_length = 0
+        if self.config.clip_rewards:
+            reward = max(-1.0, min(1.0, float(reward)))
+        return obs, float(reward), bool(terminated), bool(truncated)
+
+    # -- network --------------------------------------------------------------------------
+    def sync(self) -> None:
+        """theta' <- theta (a plain copy of the shared vector; other workers may be writing)."""
+        np.copyto(self.net.params, self.state.params)
+
+    def load(self, row: int, obs: np.ndarray) -> None:
+        np.multiply(obs, self.scale, out=self.obs[row], casting="unsafe")
+
+    def act_forward(self, row: int, obs: np.ndarray) -> np.ndarray:
+        """Forward s_row through theta', keeping its activations in cache row ``row``."""
+        self.load(row, obs)
+        out = self.net.forward(self.obs[row : row + 1], row=row)
+        self.outputs[row] = out[0]
+        return self.outputs[row]
+
+    def epsilon_greedy(self, q: np.ndarray) -> int:
+        if self.rng.random() < self.epsilon():
+            return int(self.rng.integers(self.n_actions))
+        return int(np.argmax(q))
+
+    def target_forward(self, first_row: int, n: int) -> np.ndarray:
+        """Q(s, .; theta-) for the states in obs rows [first_row, first_row + n)."""
+        return self.target_net.forward(self.obs[first_row : first_row + n], row=0)
+
+    def apply_gradients(self, n: int) -> None:
+        """Backprop dout rows [0, n) through theta' and apply the update to shared theta."""
+        self.net.zero_grad()
+        self.net.backward(self.dout[:n], n)
+        grads = self.net.grads
+        if self.config.grad_clip > 0:
+            clip_grad_norm(grads, self.config.grad_clip)
+        lr = self.config.lr
+        if self.config.anneal_lr:
+            lr = linear_lr(lr, self.state.global_step(), self.config.steps)
+        self.optimizer.step(self.state.params, grads, lr)
+        if self.target_net is not None:
+            self.state.maybe_update_target(self.config.target_interval)
+
+
+def env_spec(env, env_id: str) -> EnvSpec:
+    space = env.action_space
+    if not hasattr(space, "n"):
+        raise ValueError(
+            f"{env_id} has a continuous action space; these algorithms need discrete actions"
+        )
+    return EnvSpec(tuple(env.observation_space.shape), int(space.n), is_atari_id(env_id))

@@ -1,0 +1,96 @@
+"""Play episodes with fixed parameters: greedy (or sampled) actions, no learning.
+
+Used at the end of training, by ``nbasync-eval`` and by the learning tests. Returns are the
+raw game scores (no reward clipping; with loss-of-life-as-terminal off).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import TrainConfig
+from ..envs import make_env
+from ..nn import sample_from_logits
+from .base import build_network, env_spec, obs_scale
+
+
+@dataclass
+class EvalResult:
+    returns: np.ndarray
+    lengths: np.ndarray
+
+    @property
+    def mean(self) -> float:
+        return float(self.returns.mean())
+
+    def describe(self) -> str:
+        r = self.returns
+        return (
+            f"evaluation over {r.size} episodes: mean {r.mean():.2f}, std {r.std():.2f}, "
+            f"min {r.min():.2f}, max {r.max():.2f}, mean length {self.lengths.mean():.1f}"
+        )
+
+
+def evaluate(
+    config: TrainConfig,
+    params: np.ndarray,
+    episodes: int,
+    seed: int = 12345,
+    greedy: bool = True,
+    epsilon: float = 0.0,
+    gif_path: str | None = None,
+) -> EvalResult:
+    """Mean/std/min/max return of ``episodes`` episodes played with ``params``.
+
+    A3C acts with argmax pi (``greedy``) or samples pi; the Q methods act epsilon-greedily
+    on Q with ``epsilon`` (0 = greedy). ``gif_path`` records the first episode.
+    """
+    env = make_env(config.env, seed=seed, render_mode="rgb_array" if gif_path else None)
+    spec = env_spec(env, config.env)
+    net = build_network(config, spec, max_batch=1)
+    net.params[:] = params
+    rng = np.random.default_rng(seed)
+    scale = obs_scale(spec)
+    x = np.zeros((1, *spec.obs_shape), dtype=np.float32)
+    returns = np.zeros(episodes)
+    lengths = np.zeros(episodes, dtype=np.int64)
+    frames: list[np.ndarray] = []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        done = False
+        while not done:
+            np.multiply(obs, scale, out=x[0], casting="unsafe")
+            out = net.forward(x, row=0)[0]
+            if config.algo == "a3c":
+                logits = out[: spec.n_actions]
+                action = (
+                    int(np.argmax(logits)) if greedy else sample_from_logits(logits, rng.random())
+                )
+            elif epsilon > 0 and rng.random() < epsilon:
+                action = int(rng.integers(spec.n_actions))
+            else:
+                action = int(np.argmax(out))
+            obs, reward, terminated, truncated, _ = env.step(action)
+            returns[episode] += reward
+            lengths[episode] += 1
+            done = terminated or truncated
+            if gif_path and episode == 0:
+                frames.append(env.render())
+    env.close()
+    if gif_path:
+        write_gif(frames, gif_path)
+    return EvalResult(returns, lengths)
+
+
+def write_gif(frames: list[np.ndarray], path: str) -> None:
+    """Write RGB frames as an animated GIF (needs Pillow, which matplotlib brings)."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise ValueError("--render-gif needs Pillow: pip install nbasync[plot]") from None
+    images = [Image.fromarray(f) for f in frames if f is not None]
+    if not images:
+        raise ValueError("the environment rendered no frames")
+    images[0].save(path, save_all=True, append_images=images[1:], duration=33, loop=0)

@@ -1,0 +1,314 @@
+"""A training run from start to end: the parent process's job.
+
+Owns the order of things: probe the environment, build and initialise the network, create
+(or reopen) the run file, create the shared state, compile the kernels once, start the
+workers through the runner, show progress, write checkpoints, and evaluate at the end. The
+workers' own loop is in ``nbasync.algos``. Counts are agent steps throughout.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .algos import worker_main
+from .algos.base import build_network, env_options, env_spec
+from .algos.evaluate import EvalResult, evaluate
+from .config import ConfigError, TrainConfig, build_config, validate
+from .envs import EnvError, make_env
+from .runfile import RunFile, RunFileError
+from .runner import run_workers
+from .shared import SharedState
+
+# Settings a resumed run may change; everything else must match the run file.
+RESUMABLE = frozenset({"steps", "workers", "quiet", "checkpoint_every", "eval_episodes", "out"})
+
+
+@dataclass
+class TrainSummary:
+    out_dir: Path
+    steps: int
+    episodes: int
+    elapsed_s: float
+    mean_return: float
+    evaluation: EvalResult | None = None
+
+    def describe(self) -> str:
+        text = (
+            f"done: {self.steps} steps, {self.episodes} episodes in {self.elapsed_s:.1f} s "
+            f"({self.steps / max(self.elapsed_s, 1e-9):.0f} steps/s), mean return of the last "
+            f"100 episodes {self.mean_return:.1f}; run file {self.out_dir / 'run.h5'}"
+        )
+        if self.evaluation is not None:
+            text += "\n" + self.evaluation.describe()
+        return text
+
+
+@dataclass
+class Progress:
+    """The live line: steps, steps/s, episodes, mean return of the last 100, time left."""
+
+    total_steps: int
+    quiet: bool
+    start_step: int = 0
+    start_time: float = field(default_factory=time.time)
+    returns: collections.deque = field(default_factory=lambda: collections.deque(maxlen=100))
+    episodes: int = 0
+    _last_print: float = 0.0
+
+    def episode(self, ret: float) -> None:
+        self.returns.append(ret)
+        self.episodes += 1
+
+    def mean_return(self) -> float:
+        return float(np.mean(self.returns)) if self.returns else math.nan
+
+    def line(self, step: int) -> str:
+        elapsed = time.time() - self.start_time
+        rate = (step - self.start_step) / max(elapsed, 1e-9)
+        left = (self.total_steps - step) / rate if rate > 0 else math.inf
+        return (
+            f"steps {step:>10,d}/{self.total_steps:,d} | {rate:7.0f} steps/s | "
+            f"episodes {self.episodes:6d} | mean return (100) {self.mean_return():8.2f} | "
+            f"{_clock(elapsed)} elapsed, {_clock(left)} left"
+        )
+
+    def show(self, step: int, final: bool = False) -> None:
+        if self.quiet:
+            return
+        now = time.time()
+        tty = sys.stderr.isatty()
+        if not final and now - self._last_print < (0.5 if tty else 10.0):
+            return
+        self._last_print = now
+        end = "\n" if final or not tty else ""
+        print(("\r" if tty else "") + self.line(step), end=end, file=sys.stderr, flush=True)
+
+
+def _clock(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "--:--"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def default_out_dir(config: TrainConfig) -> Path:
+    env = config.env.replace("/", "-")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{config.algo}-{env}-s{config.seed}-{stamp}"
+
+
+def probe_env(config: TrainConfig):
+    """Make one env in the parent: fails early, with one line, on an id or space we cannot use."""
+    env = make_env(config.env, seed=config.seed, **env_options(config))
+    try:
+        return env_spec(env, config.env)
+    except ValueError as exc:
+        raise EnvError(str(exc)) from None
+    finally:
+        env.close()
+
+
+def warm_up(config: TrainConfig, spec) -> None:
+    """Compile (or load from numba's cache) every kernel a worker uses, once, in the parent,
+    so N workers start by loading the cache instead of compiling N times."""
+    from .algos.base import ActorLearner  # noqa: F401  (import compiles nothing by itself)
+    from .nn import a3c_loss, sample_from_logits, td_loss
+    from .optim import clip_grad_norm, make_optimizer
+
+    net = build_network(config, spec, max_batch=config.t_max + 1)
+    net.init_params(0)
+    x = np.zeros((config.t_max + 1, *spec.obs_shape), dtype=np.float32)
+    out = net.forward(x[:1], row=0).copy()
+    dout = np.zeros((1, net.n_outputs), dtype=np.float32)
+    actions = np.zeros(1, dtype=np.int64)
+    targets = np.zeros(1, dtype=np.float32)
+    if config.algo == "a3c":
+        a3c_loss(out, actions, targets, 0.01, 0.5, dout)
+        sample_from_logits(out[0, : spec.n_actions], 0.5)
+    else:
+        td_loss(out, actions, targets, dout)
+    net.backward(dout, 1)
+    clip_grad_norm(net.grads, 40.0)
+    stats = np.zeros(net.n_params, dtype=np.float32)
+    make_optimizer(config.optimizer, net.n_params, shared_stats=stats).step(
+        net.params.copy(), net.grads, 1e-4
+    )
+    from .algos import targets as _t
+
+    r = np.zeros(2, dtype=np.float32)
+    term = np.zeros(2, dtype=np.bool_)
+    q = np.zeros((2, max(spec.n_actions, 1)), dtype=np.float32)
+    _t.discounted_returns(r, 0.0, 0.99, np.zeros(2, dtype=np.float32))
+    _t.onestep_q_targets(r, term, q, 0.99, np.zeros(2, dtype=np.float32))
+    _t.sarsa_targets(r, term, q, np.zeros(2, dtype=np.int64), 0.99, np.zeros(2, dtype=np.float32))
+
+
+def train(config: TrainConfig) -> TrainSummary:
+    """Run ``config`` from scratch; returns a summary (and writes ``<out>/run.h5``)."""
+    validate(config)
+    spec = probe_env(config)
+    net = build_network(config, spec, max_batch=config.t_max + 1)
+    net.init_params(config.seed)
+    out_dir = Path(config.out) if config.out else default_out_dir(config)
+    config = config.replace(out=str(out_dir))
+    runfile = RunFile.create(out_dir, config.to_dict(), net.layout)
+    return _run(config, spec, runfile, net.params, opt_stats=None, worker_steps=None, segment=0)
+
+
+def resume(run_dir: str | Path, overrides: dict[str, Any]) -> TrainSummary:
+    """Continue the run in ``run_dir`` from its latest checkpoint. Only RESUMABLE settings
+    (e.g. a larger --steps) may differ from the run file's."""
+    runfile = RunFile.open(run_dir)
+    stored = dict(runfile.config())
+    for key, value in overrides.items():
+        if key not in RESUMABLE:
+            old = TrainConfig.from_dict({key: stored.get(key)}).to_dict()[key]
+            new = TrainConfig.from_dict({key: value}).to_dict()[key]
+            if old != new:
+                raise ConfigError(
+                    f"--{key.replace('_', '-')}: cannot change {key} when resuming "
+                    f"(run file has {old!r})"
+                )
+    config = build_config({**stored, **{k: v for k, v in overrides.items() if k in RESUMABLE}})
+    config = config.replace(out=str(runfile.out_dir))
+    ckpt = runfile.latest_checkpoint()
+    if ckpt is None:
+        raise RunFileError(f"{runfile.path} has no checkpoint to resume from")
+    spec = probe_env(config)
+    net = build_network(config, spec, max_batch=config.t_max + 1)
+    runfile.check_compatible(config.to_dict(), net.layout, may_differ=RESUMABLE)
+    if ckpt.step >= config.steps:
+        raise ConfigError(
+            f"--steps: the run is already at step {ckpt.step}; ask for more than that to continue"
+        )
+    segment = int(ckpt.rng_state.get("segment", 0)) + 1
+    return _run(
+        config,
+        spec,
+        runfile,
+        ckpt.params,
+        ckpt.opt_stats,
+        ckpt.worker_steps,
+        segment,
+        elapsed0=ckpt.elapsed_s,
+    )
+
+
+def _run(
+    config: TrainConfig,
+    spec,
+    runfile: RunFile,
+    params: np.ndarray,
+    opt_stats: dict[str, np.ndarray] | None,
+    worker_steps: np.ndarray | None,
+    segment: int,
+    elapsed0: float = 0.0,
+) -> TrainSummary:
+    warm_up(config, spec)
+    progress = Progress(total_steps=config.steps, quiet=config.quiet)
+    with SharedState.create(
+        n_params=params.size,
+        n_workers=config.workers,
+        target=config.is_value_method,
+        optimizer_stats=config.optimizer == "shared_rmsprop",
+    ) as state:
+        state.params[:] = params
+        if state.target is not None:
+            state.target[:] = params
+        if opt_stats and state.opt_stats is not None and "g" in opt_stats:
+            state.opt_stats[:] = opt_stats["g"]
+        if worker_steps is not None and worker_steps.size:
+            state.add_steps(0, int(worker_steps.sum()))  # T carries on; slots may be re-split
+        progress.start_step = state.global_step()
+        started = time.time()
+        next_checkpoint = _next_multiple(state.global_step(), config.checkpoint_every)
+
+        def elapsed() -> float:
+            return elapsed0 + time.time() - started
+
+        def checkpoint() -> None:
+            runfile.write_checkpoint(
+                step=state.global_step(),
+                params=state.params,
+                opt_stats={"g": state.opt_stats} if state.opt_stats is not None else {},
+                worker_steps=np.array([state.worker_steps(i) for i in range(config.workers)]),
+                elapsed_s=elapsed(),
+                rng_state={"seed": config.seed, "segment": segment},
+            )
+
+        def on_event(event: tuple) -> None:
+            _, worker, step, wall, ret, length = event
+            runfile.append_episode(worker, step, elapsed0 + wall - started, ret, length)
+            progress.episode(ret)
+
+        def on_poll() -> None:
+            nonlocal next_checkpoint
+            step = state.global_step()
+            progress.show(step)
+            if config.checkpoint_every and step >= next_checkpoint:
+                checkpoint()
+                next_checkpoint = _next_multiple(step, config.checkpoint_every)
+
+        try:
+            run_workers(
+                worker_main,
+                n_workers=config.workers,
+                state=state,
+                worker_args=(config.to_dict(), segment),
+                on_event=on_event,
+                poll_s=0.25,
+                on_poll=on_poll,
+            )
+        finally:
+            # The last good state is kept whatever ended the run (a worker failure included).
+            checkpoint()
+        step = state.global_step()
+        progress.show(step, final=True)
+        params_final = state.params.copy()
+    evaluation = None
+    if config.eval_episodes:
+        evaluation = evaluate(config, params_final, config.eval_episodes, seed=config.seed + 10_000)
+    return TrainSummary(
+        Path(config.out), step, progress.episodes, elapsed(), progress.mean_return(), evaluation
+    )
+
+
+def _next_multiple(step: int, every: int) -> int:
+    return (step // every + 1) * every if every else 0
+
+
+def evaluate_run(
+    run: str | Path,
+    episodes: int = 10,
+    seed: int = 12345,
+    greedy: bool = True,
+    epsilon: float = 0.0,
+    gif_path: str | None = None,
+) -> EvalResult:
+    """Play ``episodes`` with the latest checkpoint of a run file."""
+    runfile = RunFile.open(run)
+    config = TrainConfig.from_dict(runfile.config())
+    ckpt = runfile.latest_checkpoint()
+    if ckpt is None:
+        raise RunFileError(f"{runfile.path} has no checkpoint")
+    spec = probe_env(config)
+    net = build_network(config, spec, max_batch=1)
+    runfile.check_compatible(config.to_dict(), net.layout)
+    return evaluate(
+        config,
+        ckpt.params,
+        episodes,
+        seed=seed,
+        greedy=greedy,
+        epsilon=epsilon,
+        gif_path=gif_path,
+    )
