@@ -78,6 +78,11 @@ class TrainConfig:
     checkpoint_every: int = _help(
         "agent steps between checkpoints (0 = only at the end)", default=0
     )
+    time_limit: float = _help(
+        "stop after this many seconds of wall-clock time (0 = no limit); lr still anneals "
+        "over --steps",
+        default=0.0,
+    )
     eval_episodes: int = _help("greedy evaluation episodes at the end of training", default=0)
     quiet: bool = _help("no live progress line", default=False)
 
@@ -223,7 +228,7 @@ def validate(c: TrainConfig) -> None:
         v = getattr(c, name)
         if not (math.isfinite(v) and v > 0):
             raise bad(name, f"must be a positive number, got {v}")
-    for name in ("entropy_beta", "value_weight", "grad_clip"):
+    for name in ("entropy_beta", "value_weight", "grad_clip", "time_limit"):
         v = getattr(c, name)
         if not (math.isfinite(v) and v >= 0):
             raise bad(name, f"must be >= 0, got {v}")

@@ -28,7 +28,9 @@ from .runner import run_workers
 from .shared import SharedState
 
 # Settings a resumed run may change; everything else must match the run file.
-RESUMABLE = frozenset({"steps", "workers", "quiet", "checkpoint_every", "eval_episodes", "out"})
+RESUMABLE = frozenset(
+    {"steps", "workers", "quiet", "checkpoint_every", "eval_episodes", "out", "time_limit"}
+)
 
 
 @dataclass
@@ -265,6 +267,9 @@ def _run(
                 state=state,
                 worker_args=(config.to_dict(), segment),
                 on_event=on_event,
+                should_stop=lambda: (
+                    bool(config.time_limit) and time.time() - started >= config.time_limit
+                ),
                 poll_s=0.25,
                 on_poll=on_poll,
             )
