@@ -139,6 +139,9 @@ class Conv2d(Layer):
         backward  dW += dy^T cols, db += sum dy;   dx = col2im(dy W)  only when needed
 
     cols is cached per row in forward, so backward needs neither the input nor a 2nd im2col.
+    The column order of cols follows the input's memory order: (c, i, j) for channels-first
+    input (W used as a view), (i, j, c) for channels-last (a permuted copy Wk of W, refreshed
+    at each forward; backward uses the weights of the latest forward).
     """
 
     needs_input = False
@@ -179,28 +182,39 @@ class Conv2d(Layer):
     def allocate(self, max_batch, dtype):
         self.cols = np.zeros((max_batch, self.P, self.K), dtype)
         self.dcols = np.zeros((max_batch, self.P, self.K), dtype)
+        self.dWk = np.zeros((self.out_channels, self.K), dtype)  # dW before adding
+        if self.in_channels_last:  # the weight in the (i, j, c) column order of im2col_nhwc
+            self.Wk = np.zeros((self.out_channels, self.K), dtype)
 
     def bind(self, views):
-        W, dW = views["weight"]
-        self.Wm = W.reshape(self.out_channels, self.K)
-        self.dWm = dW.reshape(self.out_channels, self.K)
+        self.W, self.dW = views["weight"]
         self.b, self.db = views["bias"]
+        if not self.in_channels_last:
+            self.Wk = self.W.reshape(self.out_channels, self.K)  # a view: (c, i, j) order
 
     def forward(self, x, y, row):
         B = x.shape[0]
         cols = self.cols[row : row + B]
         self._im2col(x, self.kh, self.kw, self.stride, cols)
+        if self.in_channels_last:  # refreshed every forward: params change between calls
+            K.weight_ochw_to_ohwc(self.W, self.Wk)
         y2 = y.reshape(B * self.P, self.out_channels)
-        np.matmul(cols.reshape(B * self.P, self.K), self.Wm.T, out=y2)
+        np.matmul(cols.reshape(B * self.P, self.K), self.Wk.T, out=y2)
         K.bias_forward(y2, self.b, self.relu)
 
     def backward(self, x, y, dy, dx, n):
+        # dW via BLAS into a scratch buffer, then added: measured 2.3x faster than the
+        # accumulating numba loop (gemm_tn_acc) for these shapes (M = n*P rows).
         dy2 = dy.reshape(n * self.P, self.out_channels)
-        K.gemm_tn_acc(dy2, self.cols[:n].reshape(n * self.P, self.K), self.dWm)
+        np.matmul(dy2.T, self.cols[:n].reshape(n * self.P, self.K), out=self.dWk)
+        if self.in_channels_last:
+            K.add_ohwc_to_ochw(self.dWk, self.dW)
+        else:
+            K.add_into(self.dWk.reshape(-1), self.dW.reshape(-1))
         K.bias_backward(dy2, self.db)
         if dx is not None:
             dcols = self.dcols[:n]
-            np.matmul(dy2, self.Wm, out=dcols.reshape(n * self.P, self.K))
+            np.matmul(dy2, self.Wk, out=dcols.reshape(n * self.P, self.K))
             self._col2im(dcols, self.kh, self.kw, self.stride, dx)
 
 
