@@ -4,12 +4,11 @@ Every kernel in ``nbasync.nn`` is decorated with :data:`jit` (``@njit(cache=True
 compiled machine code is cached on disk next to the source and later processes (workers,
 test runs) only pay the load, not the compile.
 
-fastmath: OFF everywhere. The GEMM-like loops vectorise across the independent output
-column, which needs no reassociation, and Zen 3 issues separate multiply and add on its two
-MUL/FMA and two ADD pipes, so ``contract`` (FMA fusion) was measured to give no speed-up on
-them (see bench/kernels.py). Without fastmath, float64 kernels are bit-for-bit the same
-arithmetic as the float32 ones, which keeps the finite-difference checks meaningful, and
-NaN/inf propagate (``nnan``/``ninf`` would let a diverging run hide them).
+fastmath: OFF (:data:`FASTMATH`) for every kernel but the dot-product reductions
+(:data:`jit_reduce`). The copy, bias and accumulate loops vectorise across independent
+elements without it; IEEE semantics keep NaN/inf visible (``nnan``/``ninf`` would let a
+diverging run hide them). Not measured: whether ``contract`` (FMA fusion) alone would speed
+up those loops; the big products go through BLAS anyway.
 """
 
 from __future__ import annotations
@@ -17,9 +16,18 @@ from __future__ import annotations
 from numba import njit
 
 FASTMATH = False
-"""fastmath flags used by every kernel (False: IEEE semantics)."""
+"""fastmath flags of every kernel except the reductions (False: IEEE semantics)."""
 
 jit = njit(cache=True, fastmath=FASTMATH)
 """Decorator for every numba kernel in ``nbasync.nn``."""
 
-__all__ = ["FASTMATH", "jit"]
+REDUCE_FASTMATH = {"reassoc", "contract"}
+"""Only for dot-product reductions: LLVM vectorises a float sum only when it may reorder it.
+Measured safe: it changes the summation order (rounding at the 1e-7 level in float32) and
+nothing else, keeps NaN/inf (no nnan/ninf), and the float64 gradient checks run through it.
+Measured faster: the 2..6-row Dense forward (kernels.dense_forward_dot, see layers.Dense)."""
+
+jit_reduce = njit(cache=True, fastmath=REDUCE_FASTMATH)
+"""Decorator for the dot-product kernels (see REDUCE_FASTMATH)."""
+
+__all__ = ["FASTMATH", "REDUCE_FASTMATH", "jit", "jit_reduce"]
