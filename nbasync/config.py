@@ -137,7 +137,8 @@ def coerce(f: dataclasses.Field, value: Any) -> Any:
         raise ConfigError(f"--{f.name.replace('_', '-')}: invalid value {value!r}") from None
 
 
-def is_atari_id(env_id: str) -> bool:
+def looks_like_atari(env_id: str) -> bool:
+    """Preset choice only (no gymnasium import here); nbasync.envs routes the real env."""
     return env_id.startswith("ALE/") or env_id.endswith("NoFrameskip-v4")
 
 
@@ -168,7 +169,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def preset_for(env_id: str) -> dict[str, Any]:
-    return PRESETS["atari" if is_atari_id(env_id) else "classic"]
+    return PRESETS["atari" if looks_like_atari(env_id) else "classic"]
 
 
 def build_config(explicit: dict[str, Any]) -> TrainConfig:

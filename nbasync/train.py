@@ -22,7 +22,7 @@ from .algos import worker_main
 from .algos.base import build_network, env_options, env_spec
 from .algos.evaluate import EvalResult, evaluate
 from .config import ConfigError, TrainConfig, build_config, validate
-from .envs import EnvError, make_env
+from .envs import make_env
 from .runfile import RunFile, RunFileError
 from .runner import run_workers
 from .shared import SharedState
@@ -113,8 +113,6 @@ def probe_env(config: TrainConfig):
     env = make_env(config.env, seed=config.seed, **env_options(config))
     try:
         return env_spec(env, config.env)
-    except ValueError as exc:
-        raise EnvError(str(exc)) from None
     finally:
         env.close()
 

@@ -15,27 +15,17 @@ runs backward over the rollout without a second forward pass.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..config import TrainConfig, is_atari_id
-from ..envs import make_env
+from ..config import TrainConfig
+from ..envs import EnvInfo, is_atari_id, make_env, require_discrete
 from ..nn import atari_network, mlp_network
 from ..optim import clip_grad_norm, linear_lr, make_optimizer
 from .targets import draw_final_epsilon, epsilon_at
 
 EPISODE_EVENT = "episode"
-
-
-@dataclass(frozen=True)
-class EnvSpec:
-    """What the network needs to know of an environment."""
-
-    obs_shape: tuple[int, ...]
-    n_actions: int
-    atari: bool
 
 
 def env_options(config: TrainConfig) -> dict[str, Any]:
@@ -44,12 +34,12 @@ def env_options(config: TrainConfig) -> dict[str, Any]:
     return {}
 
 
-def n_outputs(config: TrainConfig, spec: EnvSpec) -> int:
+def n_outputs(config: TrainConfig, spec: EnvInfo) -> int:
     """A3C: policy logits + one value column; Q methods: one Q value per action."""
     return spec.n_actions + 1 if config.algo == "a3c" else spec.n_actions
 
 
-def build_network(config: TrainConfig, spec: EnvSpec, max_batch: int, dtype=np.float32):
+def build_network(config: TrainConfig, spec: EnvInfo, max_batch: int, dtype=np.float32):
     """The paper's Atari net for image observations, an MLP for vector observations."""
     kind = config.network
     if kind == "auto":
@@ -69,9 +59,9 @@ def build_network(config: TrainConfig, spec: EnvSpec, max_batch: int, dtype=np.f
     )
 
 
-def obs_scale(spec: EnvSpec) -> float:
+def obs_scale(spec: EnvInfo) -> float:
     """Atari frames are uint8; the network sees them in [0, 1]."""
-    return 1.0 / 255.0 if spec.atari else 1.0
+    return 1.0 / 255.0 if spec.is_atari else 1.0
 
 
 def worker_seed(config: TrainConfig, index: int, segment: int) -> np.random.SeedSequence:
@@ -220,10 +210,6 @@ class ActorLearner:
             self.state.maybe_update_target(self.config.target_interval)
 
 
-def env_spec(env, env_id: str) -> EnvSpec:
-    space = env.action_space
-    if not hasattr(space, "n"):
-        raise ValueError(
-            f"{env_id} has a continuous action space; these algorithms need discrete actions"
-        )
-    return EnvSpec(tuple(env.observation_space.shape), int(space.n), is_atari_id(env_id))
+def env_spec(env, env_id: str) -> EnvInfo:
+    """The spaces of ``env``; EnvError (one line) when these algorithms cannot use them."""
+    return require_discrete(env)

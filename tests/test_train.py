@@ -1,0 +1,171 @@
+"""Training runs end to end: run file, checkpoints, resume, and clean endings.
+
+Every ending (normal, SIGINT, SIGTERM, a worker SIGKILLed) must leave no ``nbasync_``
+segment in /dev/shm, no worker process, and a run file whose last checkpoint opens.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nbasync import train as train_mod
+from nbasync.config import ConfigError, build_config
+from nbasync.runfile import RunFile
+
+SHM = Path("/dev/shm")
+
+
+def shm_segments(pid: int) -> set[str]:
+    """Segments created by process ``pid`` (names are nbasync_<creator pid>_<random>)."""
+    return {p.name for p in SHM.glob(f"nbasync_{pid}_*")}
+
+
+def small(tmp_path, **kw):
+    settings = {
+        "algo": "a3c",
+        "steps": 3000,
+        "workers": 2,
+        "quiet": True,
+        "out": str(tmp_path / "run"),
+        "checkpoint_every": 1000,
+    }
+    settings.update(kw)
+    return build_config(settings)
+
+
+@pytest.mark.parametrize("algo", ["a3c", "onestep_q", "onestep_sarsa", "nstep_q"])
+def test_short_run_writes_run_file(tmp_path, algo):
+    summary = train_mod.train(small(tmp_path, algo=algo))
+    assert summary.steps >= 3000
+    rf = RunFile.open(tmp_path / "run")
+    assert rf.config()["algo"] == algo
+    steps = rf.checkpoint_steps()
+    assert steps[-1] >= 3000 and len(steps) >= 2
+    episodes = rf.episodes()
+    assert len(episodes) == summary.episodes > 0
+    assert set(np.unique(episodes["worker"])) <= {0, 1}
+    assert np.all(np.diff(episodes["wall_time"]) > -1.0)  # seconds since the run started
+    assert not shm_segments(os.getpid())
+
+
+def test_resume_restores_parameters_statistics_and_counters(tmp_path, monkeypatch):
+    train_mod.train(small(tmp_path))
+    ckpt = RunFile.open(tmp_path / "run").latest_checkpoint()
+    seen = {}
+
+    def fake_run_workers(worker_fn, n_workers, state, worker_args, **kw):
+        seen["params"] = state.params.copy()
+        seen["g"] = state.opt_stats.copy()
+        seen["step"] = state.global_step()
+        seen["segment"] = worker_args[1]
+
+    monkeypatch.setattr(train_mod, "run_workers", fake_run_workers)
+    train_mod.resume(tmp_path / "run", {"steps": 6000})
+    np.testing.assert_array_equal(seen["params"], ckpt.params)
+    np.testing.assert_array_equal(seen["g"], ckpt.opt_stats["g"])
+    assert seen["step"] == ckpt.step == int(ckpt.worker_steps.sum())
+    assert seen["segment"] == 1
+
+
+def test_resume_continues_to_the_new_budget(tmp_path):
+    train_mod.train(small(tmp_path))
+    first = RunFile.open(tmp_path / "run")
+    n_episodes = len(first.episodes())
+    summary = train_mod.resume(tmp_path / "run", {"steps": 6000})
+    assert summary.steps >= 6000
+    rf = RunFile.open(tmp_path / "run")
+    assert rf.checkpoint_steps()[-1] >= 6000
+    assert len(rf.episodes()) > n_episodes
+
+
+def test_resume_rejects_changed_settings_and_finished_runs(tmp_path):
+    train_mod.train(small(tmp_path))
+    with pytest.raises(ConfigError, match="cannot change lr"):
+        train_mod.resume(tmp_path / "run", {"lr": 0.5})
+    with pytest.raises(ConfigError, match="already at step"):
+        train_mod.resume(tmp_path / "run", {})
+
+
+# -- endings of a real nbasync-train process ------------------------------------------------
+
+
+def _start(tmp_path, *extra):
+    cmd = [
+        sys.executable, "-c", "import sys; from nbasync.cli import train_main; sys.exit(train_main())",
+        "--algo", "a3c", "--steps", "100000000", "--workers", "2", "--quiet",
+        "--checkpoint-every", "2000", "--out", str(tmp_path / "run"), *extra,
+    ]  # fmt: skip
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def _wait_for_checkpoint(tmp_path, proc, timeout=90.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"trainer ended early: {proc.communicate()}")
+        try:
+            if RunFile.open(tmp_path / "run").checkpoint_steps():
+                return
+        except Exception:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("no checkpoint appeared")
+
+
+def _workers_of(proc) -> list[int]:
+    # spawn's resource tracker is a child too; workers run nbasync code via spawn_main
+    pids = []
+    for pid in _children(proc.pid):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline:
+            pids.append(pid)
+    return pids
+
+
+@pytest.mark.parametrize(
+    ("how", "expected_codes"),
+    [("SIGINT", (130,)), ("SIGTERM", (143, -15)), ("kill_worker", (2,))],
+)
+def test_every_ending_cleans_up_and_keeps_a_checkpoint(tmp_path, how, expected_codes):
+    proc = _start(tmp_path)
+    try:
+        _wait_for_checkpoint(tmp_path, proc)
+        workers = _workers_of(proc)
+        assert len(workers) == 2
+        if how == "SIGINT":
+            proc.send_signal(signal.SIGINT)
+        elif how == "SIGTERM":
+            proc.send_signal(signal.SIGTERM)
+        else:
+            os.kill(workers[0], signal.SIGKILL)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode in expected_codes, (proc.returncode, err)
+    assert "Traceback" not in err
+    if how == "kill_worker":
+        assert "worker" in err and "SIGKILL" in err and len(err.strip().splitlines()) == 1
+    deadline = time.time() + 5
+    while any(Path(f"/proc/{w}").exists() for w in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{w}").exists() for w in workers)
+    assert not shm_segments(proc.pid)
+    rf = RunFile.open(tmp_path / "run")
+    assert rf.latest_checkpoint().step > 0
