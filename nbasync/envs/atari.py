@@ -95,26 +95,43 @@ def area_tables(src_size: int, dst_size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @numba.njit(cache=True, nogil=True)
-def _pool_resize_push(a, b, stack, x_idx, x_w, y_idx, y_w, acc, fill):
-    """max(a, b) -> area resize -> stack[-1]; shift the stack first (or fill it after).
+def _lut_max_into(a, b, lut2, grey):
+    """grey = max(luminance(a), luminance(b)) through the pair table; False on an unseen index.
 
-    a, b: (H, W) uint8 screens; stack (C, h, w) uint8; acc (W,) float32 scratch.
-    Separable, vertical pass first (contiguous rows, SIMD) then horizontal taps; float32
-    sums, rounded half-to-even and clamped to [0, 255] like OpenCV's ``saturate_cast``.
-    OpenCV sums horizontally first, so a value within float32 rounding of .5 may round
-    the other way (|diff| <= 1 on a few pixels per million; see tests).
+    a, b: (H, W) uint8 palette indices (``ale.getScreen``); ``lut2[(i << 8) | j]`` is
+    ``max(lum[i], lum[j])`` or >= 256 when ``i`` or ``j`` has not been seen yet. One gather
+    per pixel (the floor of any table lookup); ``grey`` is garbage when False is returned.
     """
-    C = stack.shape[0]
-    W = a.shape[1]
+    n = a.size
+    af = a.reshape(n)
+    bf = b.reshape(n)
+    gf = grey.reshape(n)
+    bad = np.uint16(0)
+    for k in range(n):
+        v = lut2[(np.int64(af[k]) << 8) | bf[k]]
+        bad |= v
+        gf[k] = np.uint8(v)
+    return bad < 256
+
+
+@numba.njit(cache=True, nogil=True)
+def _resize_into(grey, out, x_idx, x_w, y_idx, y_w, fw):
+    """Area resize ``grey`` (H, W) uint8 -> ``out`` (h, w) uint8; ``fw`` float32 scratch.
+
+    Vertical pass first over whole source rows (contiguous, SIMD), into ``vt`` stored
+    transposed (W, h) so that the horizontal pass also runs SIMD, over the h output rows at
+    once. Float32 sums in tap order, rounded half-to-even and clamped to [0, 255] like
+    OpenCV's ``saturate_cast``. OpenCV sums horizontally first, so a value within float32
+    rounding of .5 may round the other way (|diff| <= 1 on a few pixels per million).
+    """
+    W = grey.shape[1]
     h = y_idx.shape[0]
     w = x_idx.shape[0]
     nx = x_idx.shape[1]
     ny = y_idx.shape[1]
-    plane = stack.shape[1] * stack.shape[2]
-    flat = stack.reshape(C * plane)
-    if not fill:
-        flat[: (C - 1) * plane] = flat[plane:]
-    last = C - 1
+    acc = fw[:W]
+    s = fw[W : W + h]
+    vt = fw[W + h : W + h + W * h].reshape(W, h)
     for i in range(h):
         for col in range(W):
             acc[col] = np.float32(0.0)
@@ -122,27 +139,70 @@ def _pool_resize_push(a, b, stack, x_idx, x_w, y_idx, y_w, acc, fill):
             wy = y_w[i, t]
             if wy == 0.0:
                 continue
-            r = y_idx[i, t]
+            src = grey[y_idx[i, t]]
             for col in range(W):
-                v = a[r, col]
-                v2 = b[r, col]
-                if v2 > v:
-                    v = v2
-                acc[col] += wy * np.float32(v)
-        for j in range(w):
-            x0 = x_idx[j, 0]  # taps are x0, x0+1, ... (see area_tables)
-            s = np.float32(0.0)
-            for t in range(nx):
-                s += x_w[j, t] * acc[x0 + t]
-            q = np.int32(np.rint(s))  # half to even, as OpenCV's cvRound
-            if q < 0:
-                q = 0
-            elif q > 255:
-                q = 255
-            stack[last, i, j] = np.uint8(q)
+                acc[col] += wy * np.float32(src[col])
+        for col in range(W):
+            vt[col, i] = acc[col]
+    for j in range(w):
+        x0 = x_idx[j, 0]  # taps are x0, x0+1, ... (see area_tables)
+        for i in range(h):
+            s[i] = np.float32(0.0)
+        for t in range(nx):
+            wx = x_w[j, t]
+            src = vt[x0 + t]
+            for i in range(h):
+                s[i] += wx * src[i]
+        for i in range(h):
+            q = np.rint(s[i])  # half to even, as OpenCV's cvRound
+            if q < 0.0:
+                q = 0.0
+            elif q > 255.0:
+                q = 255.0
+            out[i, j] = np.uint8(q)
+
+
+def work_size(H: int, W: int, h: int) -> int:
+    """float32 scratch elements :func:`_resize_into` needs for (H, W) -> (h, *)."""
+    return W + h + W * h
+
+
+@numba.njit(cache=True, nogil=True)
+def _pool_resize_push(a, b, lut2, stack, x_idx, x_w, y_idx, y_w, grey, fw, fill):
+    """One step's image work in one call: pool two frames, resize, push into the stack.
+
+    ``lut2.size == 0``: a, b are grey screens, pooled as ``max(a, b)``. Otherwise a, b are
+    palette-index screens turned into luminance through ``lut2`` (see :func:`_lut_max_into`);
+    returns False, with ``stack`` untouched, when a pixel has an index the table lacks.
+    Then the stack shifts one slot (oldest out) and the resized frame goes into the last
+    slot; ``fill=True`` writes it into every slot instead. ``grey`` (H, W) uint8 and ``fw``
+    (:func:`work_size`) float32 are scratch.
+    """
+    if lut2.size == 0:
+        n = a.size
+        af = a.reshape(n)
+        bf = b.reshape(n)
+        gf = grey.reshape(n)
+        for k in range(n):
+            v = af[k]
+            v2 = bf[k]
+            gf[k] = v2 if v2 > v else v
+    elif not _lut_max_into(a, b, lut2, grey):
+        return False
+    C = stack.shape[0]
+    plane = stack.shape[1] * stack.shape[2]
+    flat = stack.reshape(C * plane)
+    if not fill:
+        flat[: (C - 1) * plane] = flat[plane:]
+    last = C - 1
+    _resize_into(grey, stack[last], x_idx, x_w, y_idx, y_w, fw)
     if fill:
         for k in range((C - 1) * plane):
             flat[k] = flat[last * plane + k % plane]
+    return True
+
+
+_NO_LUT = np.zeros(0, np.uint16)
 
 
 def resize_area(src: np.ndarray, out_shape: tuple[int, int], other: np.ndarray | None = None):
@@ -165,18 +225,22 @@ def resize_area(src: np.ndarray, out_shape: tuple[int, int], other: np.ndarray |
     y_idx, y_w = area_tables(src.shape[0], h)
     x_idx, x_w = area_tables(src.shape[1], w)
     out = np.empty((1, h, w), np.uint8)
-    tmp = np.empty(src.shape[1], np.float32)
-    _pool_resize_push(src, other, out, x_idx, x_w, y_idx, y_w, tmp, True)
+    grey = np.empty(src.shape, np.uint8)
+    fw = np.empty(work_size(src.shape[0], src.shape[1], h), np.float32)
+    _pool_resize_push(src, other, _NO_LUT, out, x_idx, x_w, y_idx, y_w, grey, fw, True)
     return out[0]
 
 
-def preprocess_into(stack, a, b, tables, tmp, fill=False):
+def preprocess_into(stack, a, b, tables, fill=False):
     """Public form of the per-step kernel: max(a, b), resize, push into ``stack`` (C, h, w).
 
     ``tables`` is ``(x_idx, x_w, y_idx, y_w)``; ``fill=True`` writes the frame into every slot.
+    Allocates its scratch; the environment keeps its own.
     """
     x_idx, x_w, y_idx, y_w = tables
-    _pool_resize_push(a, b, stack, x_idx, x_w, y_idx, y_w, tmp, fill)
+    grey = np.empty(a.shape, np.uint8)
+    fw = np.empty(work_size(a.shape[0], a.shape[1], y_idx.shape[0]), np.float32)
+    _pool_resize_push(a, b, _NO_LUT, stack, x_idx, x_w, y_idx, y_w, grey, fw, fill)
     return stack
 
 
@@ -205,6 +269,76 @@ def _rom_path(game: str) -> str:
     return str(path)
 
 
+class _Palette:
+    """Palette index -> luminance, learnt from ALE itself, one per ROM and process.
+
+    ALE draws a frame as palette indices (``getScreen``, a plain copy) and
+    ``getScreenGrayscale`` maps each index through ALE's own luminance table (a lookup per
+    pixel, ~15x the copy). ale-py has no call that returns that table, so we learn it: every
+    time both screens of one frame are at hand we record ``index -> grey`` for the indices
+    in it and check that each index always gives the same grey. Nothing is hard-coded; an
+    index never seen yet is simply unknown, and the caller falls back to
+    ``getScreenGrayscale`` for that frame (then learns from it). Observations are therefore
+    identical to the greyscale path, by construction (and by test).
+
+    ``lut2`` is the pair table the kernel uses: ``lut2[(i << 8) | j] = max(lum[i], lum[j])``,
+    0xFFFF where ``i`` or ``j`` is unknown (so one gather gives the pooled pixel and the
+    check). ``consistent`` turns False (fast path off for good) if an index ever maps to two
+    greys, which ALE's design rules out.
+    """
+
+    def __init__(self):
+        self.lum = np.zeros(256, np.uint16)
+        self.known = np.zeros(256, np.uint8)
+        self.lut2 = np.full(65536, 0xFFFF, np.uint16)
+        self.consistent = True
+        self.learned_frames = 0
+
+    def learn(self, idx: np.ndarray, grey: np.ndarray) -> bool:
+        """Record one frame's (index, grey) pairs; False if they contradict what we knew."""
+        i = idx.ravel()
+        g = grey.ravel()
+        u, first = np.unique(i, return_index=True)
+        new = u[self.known[u] == 0]
+        self.lum[u] = np.where(self.known[u] != 0, self.lum[u], g[first])
+        self.known[u] = 1
+        self.learned_frames += 1
+        if not np.array_equal(self.lum[i], g):
+            self.consistent = False
+            return False
+        if new.size:
+            k = self.known.astype(bool)
+            pair = np.maximum(self.lum[:, None], self.lum[None, :])
+            self.lut2[:] = np.where(k[:, None] & k[None, :], pair, 0xFFFF).ravel()
+        return True
+
+
+_PALETTES: dict[str, _Palette] = {}
+
+
+@numba.njit(cache=True, nogil=True)
+def _known_since(scr, ref, known):
+    """True if every index of ``scr`` is known, given that every index of ``ref`` is.
+
+    Compares 8 pixels at a time (uint64 words); only words that differ from ``ref`` are
+    looked up in ``known``. Consecutive Atari frames differ in few places, so this costs
+    about a twentieth of a full lookup pass.
+    """
+    n = scr.size
+    s = scr.reshape(n)
+    s64 = s.view(np.uint64)
+    r64 = ref.reshape(n).view(np.uint64)
+    for k in range(n // 8):
+        if s64[k] != r64[k]:
+            for p in range(8 * k, 8 * k + 8):
+                if known[s[p]] == 0:
+                    return False
+    for p in range(8 * (n // 8), n):  # noqa: SIM110 (numba: no generators in all())
+        if known[s[p]] == 0:
+            return False
+    return True
+
+
 class AtariEnv(gymnasium.Env):
     """DQN-preprocessed Atari game; a gymnasium ``Env`` with uint8 ``(4, 84, 84)`` observations.
 
@@ -226,6 +360,10 @@ class AtariEnv(gymnasium.Env):
         frame_stack: frames in the observation (4).
         copy_obs: return a fresh array per step (default). ``False`` returns the internal
             stack, overwritten by the next step/reset: copy it into your own storage.
+        palette_lut: read frames as palette indices (``getScreen``, a copy) and turn them
+            into luminance with a table learnt from ALE at run time (see :class:`_Palette`),
+            instead of ``getScreenGrayscale`` per frame. Same observations, bit for bit;
+            ``False`` = the plain greyscale path (tests compare the two).
 
     ``info``: ``lives``, ``game_over`` (bool), ``episode_frame_number`` (frames since the
     game started, no-op frames included). Rewards are raw game scores (not clipped).
@@ -250,6 +388,7 @@ class AtariEnv(gymnasium.Env):
         frame_stack: int = 4,
         copy_obs: bool = True,
         render_mode: str | None = None,
+        palette_lut: bool = True,
     ):
         if int(frame_skip) < 1:
             raise EnvError(f"frame_skip must be >= 1, got {frame_skip}")
@@ -277,8 +416,11 @@ class AtariEnv(gymnasium.Env):
         self._mode = mode
         self._difficulty = difficulty
 
+        # Static and process-wide: set before the constructor, which prints ALE's banner
+        # ("A.L.E: Arcade Learning Environment ... [Powered by Stella]") at Info level, once
+        # per worker process otherwise. Errors still print.
+        ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
         self.ale = ale_py.ALEInterface()
-        self.ale.setLoggerMode(ale_py.LoggerMode.Error)
         self.ale.setFloat("repeat_action_probability", self.repeat_action_probability)
         self._seed_and_load(seed)
 
@@ -295,11 +437,18 @@ class AtariEnv(gymnasium.Env):
         H, W = self.ale.getScreenDims()
         self._buf0 = np.zeros((H, W), np.uint8)  # last frame of the step
         self._buf1 = np.zeros((H, W), np.uint8)  # second-to-last frame
+        self._ref = np.zeros((H, W), np.uint8)  # last index screen known to be all learnt
+        self._grey0 = np.zeros((H, W), np.uint8)  # greyscale fallbacks / pooled scratch
+        self._grey1 = np.zeros((H, W), np.uint8)
+        self._pooled = np.zeros((H, W), np.uint8)
         self._stack = np.zeros(self.observation_space.shape, np.uint8)
-        self._tmp = np.zeros(W, np.float32)
+        self._fw = np.zeros(work_size(H, W, int(screen_size)), np.float32)
         y_idx, y_w = area_tables(H, int(screen_size))
         x_idx, x_w = area_tables(W, int(screen_size))
         self._tables = (x_idx, x_w, y_idx, y_w)
+        self.palette_lut = bool(palette_lut)
+        self._palette = _PALETTES.setdefault(self._rom, _Palette()) if palette_lut else None
+        self.fallback_frames = 0  # frames read with getScreenGrayscale on the fast path
 
         self._frames = 0  # emulator frames since the game (not the life) started
         self._lives = 0
@@ -346,11 +495,17 @@ class AtariEnv(gymnasium.Env):
                 if ale.game_over():
                     ale.reset_game()
                     self._frames = 0
-            ale.getScreenGrayscale(self._buf0)
+            grey = self._grey0
+            ale.getScreenGrayscale(grey)
+            pal = self._palette
+            if pal is not None and pal.consistent:
+                ale.getScreen(self._ref)
+                self._learn(self._ref, grey)
             x_idx, x_w, y_idx, y_w = self._tables
             _pool_resize_push(
-                self._buf0, self._buf0, self._stack, x_idx, x_w, y_idx, y_w, self._tmp, True
-            )
+                grey, grey, _NO_LUT, self._stack, x_idx, x_w, y_idx, y_w, self._pooled, self._fw,
+                True,
+            )  # fmt: skip
         else:  # life lost, game goes on: restart the stack from the newest frame
             st = self._stack
             st[:-1] = st[-1]
@@ -372,6 +527,8 @@ class AtariEnv(gymnasium.Env):
         fs = self.frame_skip
         buf0 = self._buf0
         buf1 = self._buf1
+        pal = self._palette
+        fast = pal is not None and pal.consistent
         reward = 0.0
         game_over = False
         grabbed1 = False
@@ -382,15 +539,46 @@ class AtariEnv(gymnasium.Env):
                 self._frames += t + 1
                 break
             if t == fs - 2:
-                ale.getScreenGrayscale(buf1)
+                if not fast:
+                    ale.getScreenGrayscale(buf1)
+                else:
+                    ale.getScreen(buf1)
+                    if not _known_since(buf1, self._ref, pal.known):
+                        # an index not seen yet: read this frame's grey while it is current
+                        ale.getScreenGrayscale(self._grey1)
+                        self._learn(buf1, self._grey1)
                 grabbed1 = True
         else:
             self._frames += fs
-        ale.getScreenGrayscale(buf0)
         x_idx, x_w, y_idx, y_w = self._tables
-        _pool_resize_push(
-            buf0, buf1 if grabbed1 else buf0, self._stack, x_idx, x_w, y_idx, y_w, self._tmp, False
-        )
+        b = buf1 if grabbed1 else buf0
+        if fast:
+            ale.getScreen(buf0)
+            ok = _pool_resize_push(
+                buf0, b, pal.lut2, self._stack, x_idx, x_w, y_idx, y_w, self._pooled, self._fw,
+                False,
+            )  # fmt: skip
+            if not ok:  # buf0 has an index not seen yet: learn it from this (current) frame
+                ale.getScreenGrayscale(self._grey0)
+                self._learn(buf0, self._grey0)
+                ok = pal.consistent and _pool_resize_push(
+                    buf0, b, pal.lut2, self._stack, x_idx, x_w, y_idx, y_w, self._pooled,
+                    self._fw, False,
+                )  # fmt: skip
+            if ok:
+                self._ref, self._buf0 = buf0, self._ref  # buf0 is all known: next reference
+            else:  # contradiction in ALE's table (see _Palette): greys from what we have
+                g1 = pal.lum[b].astype(np.uint8) if grabbed1 else self._grey0
+                _pool_resize_push(
+                    self._grey0, g1, _NO_LUT, self._stack, x_idx, x_w, y_idx, y_w,
+                    self._pooled, self._fw, False,
+                )  # fmt: skip
+        else:
+            ale.getScreenGrayscale(buf0)
+            _pool_resize_push(
+                buf0, b, _NO_LUT, self._stack, x_idx, x_w, y_idx, y_w, self._pooled, self._fw,
+                False,
+            )  # fmt: skip
         lives = ale.lives()
         terminated = game_over
         if self.terminal_on_life_loss and lives < self._lives:
@@ -413,6 +601,18 @@ class AtariEnv(gymnasium.Env):
             truncated,
             info,
         )
+
+    def _learn(self, idx: np.ndarray, grey: np.ndarray) -> None:
+        self.fallback_frames += 1
+        if not self._palette.learn(idx, grey):
+            import warnings
+
+            warnings.warn(
+                f"AtariEnv({self.game!r}): ALE mapped one palette index to two greys; "
+                "palette_lut turned off (getScreenGrayscale from now on)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def render(self):
         if self.render_mode == "rgb_array":

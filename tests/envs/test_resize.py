@@ -67,12 +67,11 @@ def test_pooling_is_pixelwise_max():
 def test_stack_shift_oldest_to_newest():
     tables = (*area_tables(160, 84), *area_tables(210, 84))
     stack = np.zeros((4, 84, 84), np.uint8)
-    tmp = np.zeros(160, np.float32)
     frames = [np.full((210, 160), v, np.uint8) for v in (10, 20, 30, 40, 50)]
-    preprocess_into(stack, frames[0], frames[0], tables, tmp, fill=True)
+    preprocess_into(stack, frames[0], frames[0], tables, fill=True)
     assert (stack == 10).all()
     for f in frames[1:]:
-        preprocess_into(stack, f, f, tables, tmp)
+        preprocess_into(stack, f, f, tables)
     assert [int(stack[c, 0, 0]) for c in range(4)] == [20, 30, 40, 50]
 
 
