@@ -21,6 +21,7 @@ ALGOS = ("onestep_q", "onestep_sarsa", "nstep_q", "a3c")
 VALUE_ALGOS = ("onestep_q", "onestep_sarsa", "nstep_q")
 OPTIMIZERS = ("shared_rmsprop", "rmsprop", "momentum")
 NETWORKS = ("auto", "mlp", "atari")
+PRESET_NAMES = ("auto", "atari", "classic", "continuous")
 
 
 class ConfigError(ValueError):
@@ -48,7 +49,11 @@ class TrainConfig:
     anneal_lr: bool = _help("anneal the learning rate linearly to 0", default=True)
     t_max: int = _help("rollout length / I_AsyncUpdate: steps between async updates", default=5)
     gamma: float = _help("discount factor", default=0.99)
-    entropy_beta: float = _help("A3C entropy bonus weight beta", default=0.01)
+    entropy_beta: float = _help(
+        "A3C entropy bonus weight beta (paper: 0.01 Atari; 1e-4 continuous actions, the "
+        "'continuous' preset)",
+        default=0.01,
+    )
     value_weight: float = _help("A3C value-loss weight (applied once)", default=0.5)
     target_interval: int = _help(
         "I_target: global steps between copies of theta to the target network", default=40_000
@@ -72,6 +77,21 @@ class TrainConfig:
 
     network: str = _help("network: auto (atari for ALE ids, else mlp), mlp, atari", default="auto")
     hidden: tuple[int, ...] = _help("hidden layer sizes of the MLP", default=(64, 64))
+    recurrent: bool = _help(
+        "A3C LSTM: an LSTM of --lstm-size cells after the last hidden layer; its state is "
+        "carried across rollouts and reset at episode end (BPTT over t_max steps)",
+        default=False,
+    )
+    lstm_size: int = _help(
+        "LSTM cells of the recurrent net (paper: 256 Atari, 128 MuJoCo)", default=256
+    )
+    reward_scale: float = _help(
+        "multiply rewards by this for learning (after clipping; logged returns stay raw)",
+        default=1.0,
+    )
+    preset: str = _help(
+        "settings preset: auto (by env id), " + ", ".join(PRESET_NAMES[1:]), default="auto"
+    )
     clip_rewards: bool = _help("clip rewards to [-1, 1] for learning (Atari)", default=False)
     terminal_on_life_loss: bool = _help("Atari: treat a lost life as terminal", default=False)
 
@@ -164,18 +184,52 @@ PRESETS: dict[str, dict[str, Any]] = {
         "epsilon_anneal_steps": 30_000,
         "steps": 200_000,
         "checkpoint_every": 50_000,
+        "lstm_size": 64,
+    },
+    # Continuous actions (Gaussian policy, separate policy and value nets; the paper's
+    # MuJoCo set-up): entropy beta 1e-4 as in the paper; the rest tuned on Pendulum-v1
+    # (tests/algos/test_continuous.py): rewards scaled to about [-1.6, 0].
+    "continuous": {
+        "network": "mlp",
+        "entropy_beta": 1e-4,
+        "lr": 1e-3,
+        "grad_clip": 0.0,
+        "reward_scale": 0.1,
+        "steps": 400_000,
+        "checkpoint_every": 100_000,
+        "lstm_size": 128,
     },
 }
 
+# Continuous-action ids the 'auto' preset knows (config is a leaf: no gymnasium here).
+CONTINUOUS_IDS = (
+    "Pendulum-", "MountainCarContinuous-", "LunarLanderContinuous-", "BipedalWalker",
+    "HalfCheetah-", "Hopper-", "Walker2d-", "Ant-", "Humanoid-", "HumanoidStandup-",
+    "InvertedPendulum-", "InvertedDoublePendulum-", "Reacher-", "Swimmer-", "Pusher-",
+)  # fmt: skip
 
-def preset_for(env_id: str) -> dict[str, Any]:
-    return PRESETS["atari" if looks_like_atari(env_id) else "classic"]
+
+def preset_for(env_id: str, name: str = "auto") -> dict[str, Any]:
+    """The named preset; 'auto': atari for ALE ids, continuous for known continuous-action
+    ids (Pendulum, MuJoCo, ...), classic otherwise."""
+    if name == "auto":
+        if looks_like_atari(env_id):
+            name = "atari"
+        elif env_id.startswith(CONTINUOUS_IDS):
+            name = "continuous"
+        else:
+            name = "classic"
+    if name not in PRESETS:
+        raise ConfigError(
+            f"--preset: unknown preset {name!r} (choose from {', '.join(PRESET_NAMES)})"
+        )
+    return PRESETS[name]
 
 
 def build_config(explicit: dict[str, Any]) -> TrainConfig:
     """Defaults <- env preset <- explicit settings (from a config file and/or the CLI)."""
     env_id = str(explicit.get("env", TrainConfig.env))
-    merged = {**preset_for(env_id), **explicit}
+    merged = {**preset_for(env_id, str(explicit.get("preset", "auto"))), **explicit}
     config = TrainConfig.from_dict(merged)
     validate(config)
     return config
@@ -217,7 +271,13 @@ def validate(c: TrainConfig) -> None:
         )
     if c.network not in NETWORKS:
         raise bad("network", f"unknown network {c.network!r} (choose from {', '.join(NETWORKS)})")
-    for name in ("workers", "steps", "t_max", "target_interval"):
+    if c.preset not in PRESET_NAMES:
+        raise bad("preset", f"unknown preset {c.preset!r} (choose from {', '.join(PRESET_NAMES)})")
+    if c.recurrent and c.algo != "a3c":
+        raise bad("recurrent", f"only a3c has a recurrent variant (A3C LSTM), not {c.algo}")
+    if not (math.isfinite(c.reward_scale) and c.reward_scale > 0):
+        raise bad("reward_scale", f"must be a positive number, got {c.reward_scale}")
+    for name in ("workers", "steps", "t_max", "target_interval", "lstm_size"):
         if getattr(c, name) < 1:
             raise bad(name, f"must be at least 1, got {getattr(c, name)}")
     for name in ("epsilon_anneal_steps", "checkpoint_every", "eval_episodes"):

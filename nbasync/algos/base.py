@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from ..config import TrainConfig
-from ..envs import EnvInfo, is_atari_id, make_env, require_discrete
-from ..nn import atari_network, mlp_network
+from ..envs import EnvInfo, describe, is_atari_id, make_env, require_discrete
+from ..nn import NetworkPair, atari_network, mlp_network
 from ..optim import clip_grad_norm, linear_lr, make_optimizer
 from .targets import draw_final_epsilon, epsilon_at
 
@@ -35,27 +35,56 @@ def env_options(config: TrainConfig) -> dict[str, Any]:
 
 
 def n_outputs(config: TrainConfig, spec: EnvInfo) -> int:
-    """A3C: policy logits + one value column; Q methods: one Q value per action."""
+    """A3C: policy logits + one value column; Q methods: one Q value per action.
+    Continuous A3C: mean and pre-variance per action dimension + V(s) (2D + 1, two nets)."""
+    if not spec.discrete:
+        return 2 * action_dim(spec) + 1
     return spec.n_actions + 1 if config.algo == "a3c" else spec.n_actions
 
 
+def action_dim(spec: EnvInfo) -> int:
+    """Continuous action dimensions D (0 for discrete actions)."""
+    return 0 if spec.discrete else int(spec.action_low.size)
+
+
 def build_network(config: TrainConfig, spec: EnvInfo, max_batch: int, dtype=np.float32):
-    """The paper's Atari net for image observations, an MLP for vector observations."""
+    """The paper's Atari net for image observations, an MLP for vector observations; with
+    ``config.recurrent`` an LSTM of ``config.lstm_size`` cells before the head (A3C LSTM).
+
+    Continuous actions: a :class:`~nbasync.nn.NetworkPair` of a policy net (2D outputs:
+    Gaussian mean and pre-variance) and a value net (1 output) with the same trunk and no
+    shared parameters (the paper's MuJoCo set-up), over one flat parameter vector.
+    """
+    if not spec.discrete:
+        D = action_dim(spec)
+        policy = _trunk_network(config, spec, 2 * D, max_batch, dtype)
+        value = _trunk_network(config, spec, 1, max_batch, dtype)
+        return NetworkPair(policy, value, names=("policy", "value"))
+    return _trunk_network(config, spec, n_outputs(config, spec), max_batch, dtype)
+
+
+def _trunk_network(config: TrainConfig, spec: EnvInfo, n_out: int, max_batch: int, dtype):
     kind = config.network
     if kind == "auto":
         kind = "atari" if len(spec.obs_shape) == 3 else "mlp"
+    lstm_size = config.lstm_size if config.recurrent else 0
     if kind == "atari":
         return atari_network(
-            n_outputs(config, spec), in_channels=spec.obs_shape[0], max_batch=max_batch, dtype=dtype
+            n_out,
+            in_channels=spec.obs_shape[0],
+            max_batch=max_batch,
+            dtype=dtype,
+            lstm_size=lstm_size,
         )
     if len(spec.obs_shape) != 1:
         raise ValueError(f"the mlp network needs vector observations, got shape {spec.obs_shape}")
     return mlp_network(
         spec.obs_shape[0],
-        n_outputs(config, spec),
+        n_out,
         hidden=config.hidden,
         max_batch=max_batch,
         dtype=dtype,
+        lstm_size=lstm_size,
     )
 
 
@@ -91,8 +120,9 @@ class ActorLearner:
         self.rng = np.random.default_rng(seeds[0])
         env_seed = int(seeds[1].generate_state(1)[0] % (2**31 - 1))
         self.env = make_env(config.env, seed=env_seed, **env_options(config))
-        self.spec = env_spec(self.env, config.env)
-        self.n_actions = self.spec.n_actions
+        self.spec = env_spec(self.env, config.env, continuous_ok=config.algo == "a3c")
+        self.n_actions = self.spec.n_actions  # None for continuous actions
+        self.action_dim = action_dim(self.spec)
         self.scale = obs_scale(self.spec)
 
         t_max = config.t_max
@@ -107,7 +137,10 @@ class ActorLearner:
         self.obs = np.zeros((t_max + 1, *self.spec.obs_shape), dtype=np.float32)
         self.outputs = np.zeros((t_max + 1, self.net.n_outputs), dtype=np.float32)
         self.dout = np.zeros((t_max + 1, self.net.n_outputs), dtype=np.float32)
-        self.actions = np.zeros(t_max + 1, dtype=np.int64)
+        if self.spec.discrete:
+            self.actions = np.zeros(t_max + 1, dtype=np.int64)
+        else:  # the unclipped Gaussian samples (the log-prob is of these)
+            self.actions = np.zeros((t_max + 1, self.action_dim), dtype=np.float32)
         self.rewards = np.zeros(t_max, dtype=np.float32)
         self.terminated = np.zeros(t_max, dtype=np.bool_)
         self.targets = np.zeros(t_max, dtype=np.float32)
@@ -138,14 +171,19 @@ class ActorLearner:
 
     # -- environment ----------------------------------------------------------------------
     def reset(self) -> np.ndarray:
+        """A new episode: the environment, the episode counters and the LSTM state (zeros)."""
         obs, _ = self.env.reset()
+        self.net.reset_state()
         self.episode_return = 0.0
         self.episode_length = 0
         return obs
 
-    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool]:
+    def step(self, action) -> tuple[np.ndarray, float, bool, bool]:
         """One agent step. Returns (next_obs, reward for learning, terminated, truncated).
 
+        ``action``: an int (discrete) or a float array already clipped to the bounds. The
+        reward for learning is clipped to [-1, 1] (``clip_rewards``), then scaled by
+        ``reward_scale``.
         Logs the episode (raw, unclipped return) when the real game ends; with
         loss-of-life-as-terminal the game goes on after a "terminated" life loss.
         """
@@ -169,7 +207,8 @@ class ActorLearner:
             self.episode_length = 0
         if self.config.clip_rewards:
             reward = max(-1.0, min(1.0, float(reward)))
-        return obs, float(reward), bool(terminated), bool(truncated)
+        reward = float(reward) * self.config.reward_scale
+        return obs, reward, bool(terminated), bool(truncated)
 
     # -- network --------------------------------------------------------------------------
     def sync(self) -> None:
@@ -210,6 +249,10 @@ class ActorLearner:
             self.state.maybe_update_target(self.config.target_interval)
 
 
-def env_spec(env, env_id: str) -> EnvInfo:
-    """The spaces of ``env``; EnvError (one line) when these algorithms cannot use them."""
-    return require_discrete(env)
+def env_spec(env, env_id: str, continuous_ok: bool = False) -> EnvInfo:
+    """The spaces of ``env``; EnvError (one line) when the algorithm cannot use them.
+
+    Continuous (1-D Box) actions only with ``continuous_ok`` (A3C's Gaussian policy); the Q
+    methods need discrete actions.
+    """
+    return describe(env) if continuous_ok else require_discrete(env)

@@ -12,8 +12,8 @@ import numpy as np
 
 from ..config import TrainConfig
 from ..envs import make_env
-from ..nn import sample_from_logits
-from .base import build_network, env_spec, obs_scale
+from ..nn import gaussian_mean, gaussian_sample, sample_from_logits
+from .base import action_dim, build_network, env_spec, obs_scale
 
 
 @dataclass
@@ -45,11 +45,18 @@ def evaluate(
     """Mean/std/min/max return of ``episodes`` episodes played with ``params``.
 
     A3C acts with argmax pi (``greedy``) or samples pi; the Q methods act epsilon-greedily
-    on Q with ``epsilon`` (0 = greedy). ``gif_path`` records the first episode.
+    on Q with ``epsilon`` (0 = greedy). Continuous actions: the mean (``greedy``) or a
+    Gaussian sample, clipped to the bounds. A recurrent net carries its state from step to
+    step (row 0, then ``carry_state(1)``) and starts each episode from zeros.
+    ``gif_path`` records the first episode.
     """
     env = make_env(config.env, seed=seed, render_mode="rgb_array" if gif_path else None)
-    spec = env_spec(env, config.env)
+    spec = env_spec(env, config.env, continuous_ok=config.algo == "a3c")
     net = build_network(config, spec, max_batch=1)
+    D = action_dim(spec)
+    noise = np.zeros(D)
+    sample = np.zeros(D, dtype=np.float32)
+    clipped = np.zeros(D, dtype=np.float32)
     net.params[:] = params
     rng = np.random.default_rng(seed)
     scale = obs_scale(spec)
@@ -59,11 +66,20 @@ def evaluate(
     frames: list[np.ndarray] = []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
+        net.reset_state()
         done = False
         while not done:
             np.multiply(obs, scale, out=x[0], casting="unsafe")
             out = net.forward(x, row=0)[0]
-            if config.algo == "a3c":
+            net.carry_state(1)  # the next step goes on from this one (no-op if FF)
+            if not spec.discrete:
+                if greedy:
+                    gaussian_mean(out, spec.action_low, spec.action_high, clipped)
+                else:
+                    rng.standard_normal(out=noise)
+                    gaussian_sample(out, noise, spec.action_low, spec.action_high, sample, clipped)
+                action = clipped
+            elif config.algo == "a3c":
                 logits = out[: spec.n_actions]
                 action = (
                     int(np.argmax(logits)) if greedy else sample_from_logits(logits, rng.random())

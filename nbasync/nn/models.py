@@ -5,7 +5,11 @@ Output columns (shape table)::
     A3C:        n_outputs = n_actions + 1;  out[:, :A] policy logits, out[:, A] = V(s)
     Q methods:  n_outputs = n_actions;      out[:, a] = Q(s, a)
 
-Parameter names: conv1.*, conv2.*, fc1.*, ..., head.* (``*`` is weight or bias).
+Parameter names: conv1.*, conv2.*, fc1.*, ..., lstm.* (recurrent nets), head.*
+(``*`` is weight or bias; lstm.weight_ih, lstm.weight_hh, lstm.bias).
+
+Recurrent variants (``lstm_size > 0``): the LSTM comes after the last hidden layer and
+before the head (A3C LSTM: "256 LSTM cells after the final hidden layer").
 """
 
 from __future__ import annotations
@@ -13,16 +17,23 @@ from __future__ import annotations
 import numpy as np
 
 from .layers import Conv2d, Dense, Flatten, ReLU
+from .lstm import LSTM
 from .network import Network
 
 ATARI_INPUT = (84, 84)
 
 
-def atari_network(n_outputs: int, in_channels: int = 4, max_batch: int = 8, dtype=np.float32):
+def atari_network(
+    n_outputs: int,
+    in_channels: int = 4,
+    max_batch: int = 8,
+    dtype=np.float32,
+    lstm_size: int = 0,
+):
     """Mnih et al. 2016 Atari net (as DQN 2013): input (in_channels, 84, 84) float.
 
     conv1 16 8x8 stride 4 + ReLU -> (16, 20, 20); conv2 32 4x4 stride 2 + ReLU -> (32, 9, 9);
-    flatten -> 2592; fc1 256 + ReLU; head n_outputs (linear).
+    flatten -> 2592; fc1 256 + ReLU; [lstm lstm_size]; head n_outputs (linear).
     """
     layers = [
         Conv2d("conv1", 16, 8, stride=4),
@@ -32,17 +43,26 @@ def atari_network(n_outputs: int, in_channels: int = 4, max_batch: int = 8, dtyp
         Flatten("flatten"),
         Dense("fc1", 256),
         ReLU("relu3"),
-        Dense("head", n_outputs),
     ]
+    if lstm_size:
+        layers.append(LSTM("lstm", lstm_size))
+    layers.append(Dense("head", n_outputs))
     return Network(layers, (in_channels, *ATARI_INPUT), max_batch=max_batch, dtype=dtype)
 
 
 def mlp_network(
-    obs_dim: int, n_outputs: int, hidden=(64, 64), max_batch: int = 8, dtype=np.float32
+    obs_dim: int,
+    n_outputs: int,
+    hidden=(64, 64),
+    max_batch: int = 8,
+    dtype=np.float32,
+    lstm_size: int = 0,
 ):
-    """Dense + ReLU per hidden width (fc1, fc2, ...), then the linear head."""
+    """Dense + ReLU per hidden width (fc1, fc2, ...), [lstm lstm_size], the linear head."""
     layers = []
     for i, width in enumerate(hidden, start=1):
         layers += [Dense(f"fc{i}", width), ReLU(f"relu{i}")]
+    if lstm_size:
+        layers.append(LSTM("lstm", lstm_size))
     layers.append(Dense("head", n_outputs))
     return Network(layers, (obs_dim,), max_batch=max_batch, dtype=dtype)

@@ -10,6 +10,15 @@ drivers. Contract (docs/architecture.md)::
     out = net.forward(x, row=0)                   # cache rows [row, row+B), (B, n_outputs)
     net.backward(dout, n)                         # rows [0, n), ADDS into grads
     net.zero_grad()
+    net.recurrent                                 # any layer with state (LSTM)?
+    net.reset_state()                             # episode start: initial state = zeros
+    net.carry_state(n)                            # next rollout starts after row n-1
+    net.get_state(); net.set_state(state)         # the initial state (copies), e.g. for eval
+
+Cache rows are time steps for recurrent layers: row t of a forward reads the state of row
+t-1, row 0 reads the initial state; ``carry_state(n)`` makes the state after row n-1 the new
+initial state (call it after ``backward``: BPTT needs the old one). Gradients stop at the
+rollout boundary. Feed-forward networks have no state: these calls are no-ops.
 
 Nothing on the forward/backward path allocates: activation and gradient buffers have
 ``max_batch`` rows, allocated here once. A ReLU that follows a Dense/Conv2d is fused into
@@ -89,6 +98,8 @@ class Network:
         # The first layer reads x straight from the caller when its backward does not need it.
         self._copy_input = self.layers[0].needs_input or self.layers[0].in_place
 
+        self._stateful = [layer for layer in self.layers if getattr(layer, "stateful", False)]
+
         self.params = np.zeros(self.n_params, dt)
         self.grads = np.zeros(self.n_params, dt)
         self.bind(self.params, self.grads)
@@ -157,6 +168,38 @@ class Network:
     def zero_grad(self) -> None:
         self.grads[...] = 0.0
 
+    # ------------------------------------------------------------------ recurrent state
+    @property
+    def recurrent(self) -> bool:
+        """True when a layer keeps state across rows/rollouts (an LSTM)."""
+        return bool(self._stateful)
+
+    def reset_state(self) -> None:
+        """Initial state <- zeros (an episode starts). No-op for feed-forward networks."""
+        for layer in self._stateful:
+            layer.reset_state()
+
+    def carry_state(self, n: int) -> None:
+        """Initial state <- the state after cache row n-1 (the next rollout goes on from it).
+
+        Call after :meth:`backward` over the rollout (BPTT reads the old initial state). A
+        bootstrap forward at row n does not change what is carried. The carried state is a
+        value: no gradient flows into the previous rollout.
+        """
+        for layer in self._stateful:
+            layer.carry_state(n)
+
+    def get_state(self) -> list:
+        """Copies of every stateful layer's initial state ([] for feed-forward networks)."""
+        return [layer.get_state() for layer in self._stateful]
+
+    def set_state(self, state) -> None:
+        """Set the initial state from :meth:`get_state`'s result."""
+        if len(state) != len(self._stateful):
+            raise ValueError(f"state has {len(state)} entries, expected {len(self._stateful)}")
+        for layer, s in zip(self._stateful, state, strict=True):
+            layer.set_state(s)
+
     # ------------------------------------------------------------------ compute
     def forward(self, x: np.ndarray, row: int = 0) -> np.ndarray:
         """Forward x (B, *input_shape) into cache rows [row, row+B); returns (B, n_outputs).
@@ -211,3 +254,110 @@ class Network:
         lines = [f"Network(input={self.input_shape}, n_params={self.n_params}, {self.dtype})"]
         lines += [f"  {layer!r}" for layer in self.layers]
         return "\n".join(lines)
+
+
+class NetworkPair:
+    """Two networks over ONE flat parameter vector, presented as one net (the paper's
+    continuous-action set-up: separate policy and value networks, no sharing).
+
+    ``params[:first.n_params]`` are the first net's, the rest the second's; ``layout`` names
+    are prefixed ``policy.`` / ``value.`` (the ``names``). ``forward`` runs both on the same
+    input and returns their outputs side by side, (B, first.n_outputs + second.n_outputs);
+    ``backward`` splits dout by columns. One optimiser steps the whole vector. The state API
+    (:meth:`Network.reset_state` ...) acts on both.
+    """
+
+    def __init__(self, first: Network, second: Network, names=("policy", "value")):
+        if first.input_shape != second.input_shape or first.dtype != second.dtype:
+            raise ValueError("both networks need the same input shape and dtype")
+        if first.max_batch != second.max_batch:
+            raise ValueError("both networks need the same max_batch")
+        self.nets = (first, second)
+        self.names = tuple(names)
+        self.dtype, self.input_shape = first.dtype, first.input_shape
+        self.max_batch = first.max_batch
+        self.split = first.n_params
+        self.n_params = first.n_params + second.n_params
+        self.n_outputs = first.n_outputs + second.n_outputs
+        self.layout = [(f"{self.names[0]}.{n}", o, s) for n, o, s in first.layout] + [
+            (f"{self.names[1]}.{n}", o + self.split, s) for n, o, s in second.layout
+        ]
+        self.param_names = [name for name, _, _ in self.layout]
+        self._out = np.zeros((self.max_batch, self.n_outputs), self.dtype)
+        self.params = np.zeros(self.n_params, self.dtype)
+        self.grads = np.zeros(self.n_params, self.dtype)
+        self.bind(self.params, self.grads)
+
+    def bind(self, params: np.ndarray, grads: np.ndarray | None = None) -> None:
+        grads = self.grads if grads is None else grads
+        for a, what in ((params, "params"), (grads, "grads")):
+            if a.shape != (self.n_params,) or a.dtype != self.dtype or not a.flags.c_contiguous:
+                raise ValueError(
+                    f"{what} must be a C-contiguous {self.dtype} array of shape "
+                    f"({self.n_params},), got {a.dtype} {a.shape}"
+                )
+        k = self.split
+        self.nets[0].bind(params[:k], grads[:k])
+        self.nets[1].bind(params[k:], grads[k:])
+        self.params, self.grads = params, grads
+
+    def _which(self, name: str):
+        prefix, _, rest = name.partition(".")
+        return self.nets[self.names.index(prefix)], rest
+
+    def param(self, name: str) -> np.ndarray:
+        net, rest = self._which(name)
+        return net.param(rest)
+
+    def grad(self, name: str) -> np.ndarray:
+        net, rest = self._which(name)
+        return net.grad(rest)
+
+    def init_params(self, seed: int) -> None:
+        """Each net's PyTorch default init, seeded from (seed, 0) and (seed, 1)."""
+        s0, s1 = np.random.SeedSequence(seed).spawn(2)
+        self.nets[0].init_params(int(s0.generate_state(1)[0]))
+        self.nets[1].init_params(int(s1.generate_state(1)[0]))
+
+    def zero_grad(self) -> None:
+        self.grads[...] = 0.0
+
+    @property
+    def recurrent(self) -> bool:
+        return self.nets[0].recurrent or self.nets[1].recurrent
+
+    def reset_state(self) -> None:
+        for net in self.nets:
+            net.reset_state()
+
+    def carry_state(self, n: int) -> None:
+        for net in self.nets:
+            net.carry_state(n)
+
+    def get_state(self) -> list:
+        return [self.nets[0].get_state(), self.nets[1].get_state()]
+
+    def set_state(self, state) -> None:
+        self.nets[0].set_state(state[0])
+        self.nets[1].set_state(state[1])
+
+    def forward(self, x: np.ndarray, row: int = 0) -> np.ndarray:
+        """Both nets on x (B, *input_shape); (B, n_outputs) view, first net's columns first."""
+        B = x.shape[0]
+        k = self.nets[0].n_outputs
+        out = self._out[row : row + B]
+        out[:, :k] = self.nets[0].forward(x, row)
+        out[:, k:] = self.nets[1].forward(x, row)
+        return out
+
+    def backward(self, dout: np.ndarray, n: int, *, input_grad: bool = False):
+        """dout (n, n_outputs) split by columns into both nets; ADDS into grads."""
+        if dout.shape != (n, self.n_outputs):
+            raise ValueError(f"dout must have shape ({n}, {self.n_outputs}), got {dout.shape}")
+        k = self.nets[0].n_outputs
+        d0 = self.nets[0].backward(dout[:, :k], n, input_grad=input_grad)
+        d1 = self.nets[1].backward(dout[:, k:], n, input_grad=input_grad)
+        return d0 + d1 if input_grad else None
+
+    def __repr__(self) -> str:
+        return f"NetworkPair({self.names[0]}={self.nets[0]!r},\n{self.names[1]}={self.nets[1]!r})"
