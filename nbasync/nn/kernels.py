@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import jit, jit_reduce
+from ._jit import jit, jit_fma, jit_reduce
 
 # ---------------------------------------------------------------- convolution: im2col
 # The loops index flat views with unsigned offsets: numba's signed indexing checks every
@@ -289,3 +289,51 @@ def dense_forward_dot(x, W, y):
             for i in range(n_in):
                 s0 += x0[i] * w[i]
             y[b, o] = s0
+
+
+# ---------------------------------------------------------------- small-batch Dense backward
+
+
+@jit_fma
+def gemm_nn_small(A, B, C):
+    """C = A @ B (overwritten) for a few rows of A: the input gradient dx = dy W of Dense.
+
+    A: (M, P), B: (P, Q), C: (M, Q). Four rows of B per pass over a row of C (one load and
+    store of C per four multiply-adds: with one row per pass the loop is bound by stores),
+    over tiles of Q so that the four B tiles stay in L1 across the M rows of C. Used for M up
+    to Dense.SMALL_BATCH, where OpenBLAS packs all of B each call.
+    """
+    M, P = A.shape
+    Q = B.shape[1]
+    bf = B.reshape(B.size)
+    cf = C.reshape(C.size)
+    cf[:] = 0.0
+    uq = np.uint64(Q)
+    tile = 512
+    for t0 in range(0, Q, tile):
+        q0 = np.uint64(t0)
+        q1 = np.uint64(min(Q, t0 + tile))
+        p = 0
+        while p + 4 <= P:
+            r0 = np.uint64(p) * uq
+            r1 = r0 + uq
+            r2 = r1 + uq
+            r3 = r2 + uq
+            for m in range(M):
+                a0 = A[m, p]
+                a1 = A[m, p + 1]
+                a2 = A[m, p + 2]
+                a3 = A[m, p + 3]
+                c = np.uint64(m) * uq
+                for q in range(q0, q1):
+                    s = a0 * bf[r0 + q] + a1 * bf[r1 + q] + a2 * bf[r2 + q] + a3 * bf[r3 + q]
+                    cf[c + q] += s
+            p += 4
+        while p < P:
+            r0 = np.uint64(p) * uq
+            for m in range(M):
+                a0 = A[m, p]
+                c = np.uint64(m) * uq
+                for q in range(q0, q1):
+                    cf[c + q] += a0 * bf[r0 + q]
+            p += 1

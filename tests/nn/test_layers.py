@@ -89,7 +89,7 @@ def test_conv_float32_matches_float64():
 
 @SETTINGS
 @given(
-    st.integers(1, 4),
+    st.integers(1, 9),  # batch: both sides of Dense.SMALL_BATCH
     st.integers(1, 40),
     st.integers(1, 20),
     st.booleans(),
@@ -171,3 +171,14 @@ def test_im2col_col2im_adjoint(channels_last):
     dx = np.full_like(x, np.nan)
     (kernels.col2im_nhwc if channels_last else kernels.col2im_nchw)(g, kh, kw, s, dx)
     assert np.isclose((cols * g).sum(), (x * dx).sum())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("M,P,Q", [(1, 1, 1), (5, 256, 2592), (3, 7, 5), (6, 9, 1030), (2, 4, 513)])
+def test_gemm_nn_small_overwrites(M, P, Q, dtype):
+    rng = np.random.default_rng(P)
+    A, B = rng.normal(size=(M, P)), rng.normal(size=(P, Q))
+    C = np.full((M, Q), np.nan, dtype)
+    kernels.gemm_nn_small(A.astype(dtype), B.astype(dtype), C)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(C, A @ B, rtol=tol, atol=tol * np.sqrt(P))
