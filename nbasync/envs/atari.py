@@ -14,6 +14,13 @@ One step, in order::
     grey frames t = frame_skip-2 and t = frame_skip-1 -> pixel-wise max
     -> area resize 210x160 -> 84x84 -> shift the stack, newest frame last
 
+Fast path (``palette_lut=True``, default): the two frames are read as palette indices
+(``ale.getScreen``, ~1 us, vs ~18 us for ``getScreenGrayscale``) and turned into pooled
+luminance by a table learnt from ALE at run time (:class:`_Palette`); an index not seen
+yet makes that frame fall back to ``getScreenGrayscale`` (and teaches the table), so the
+observations are those of the greyscale path, bit for bit. Pool + lookup + resize + stack
+shift are one numba call per step.
+
 Observation: uint8 ``(frame_stack, 84, 84)``, oldest frame first, newest last.
 
 Intended differences from gymnasium ``AtariPreprocessing`` + ``FrameStackObservation``:
