@@ -6,7 +6,8 @@ Implementations: nbasync (numba kernels + BLAS GEMMs), a plain NumPy implementat
 sliding windows + tensordot) and PyTorch CPU when importable, all on ONE thread. fwd: one
 forward pass (torch under no_grad); fwdbwd: a forward of the batch, then a backward that
 accumulates every parameter gradient (no input gradient, so conv1's dx is not computed).
-Timings are medians over repeats of short timed loops, all measured in this one run.
+Timings are medians over repeats of short timed loops, all measured in this one run, the
+implementations interleaved round by round; by default on this thread's CPU time (--clock).
 
 FLOP floor: 2 FLOP per multiply-add of the GEMMs (fwd; dW; dx except the first layer) at
 PEAK_GFLOPS, one core's float32 FMA peak (AVX2: 2 FMA x 8 lanes x 2 FLOP per cycle).
@@ -163,32 +164,44 @@ def torch_model(net):
 
 
 # ----------------------------------------------------------------------------- timing
-def timeit(fn, repeats, min_time=0.02):
-    """Median ms per call over ``repeats`` loops of n calls each (n: ~min_time per loop)."""
+CLOCKS = {"cpu": time.thread_time, "wall": time.perf_counter}
+clock = CLOCKS["cpu"]  # set by main(): --clock
+
+
+def _calibrate(fn, min_time):
+    """Calls per timed loop so that one loop takes about min_time."""
     fn()
-    n, t = 1, 0.0
+    n = 1
     while True:
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(n):
             fn()
-        t = time.perf_counter() - t0
-        if t > min_time or n >= 4096:
-            break
+        if clock() - t0 > min_time or n >= 4096:
+            return n
         n *= 2
-    times = []
+
+
+def timeit(fns, repeats, min_time=0.02):
+    """Median ms per call of each fn (dict name -> fn) over ``repeats`` rounds.
+
+    The implementations are INTERLEAVED (one timed loop of each per round), so a load
+    change on a shared machine hits all of them alike and their ratios stay meaningful."""
+    counts = {name: _calibrate(fn, min_time) for name, fn in fns.items()}
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        times.append((time.perf_counter() - t0) / n)
-    return 1e3 * statistics.median(times)
+        for name, fn in fns.items():
+            n = counts[name]
+            t0 = clock()
+            for _ in range(n):
+                fn()
+            times[name].append((clock() - t0) / n)
+    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
 
 
 def bench_net(net_name, repeats, sanity):
     results = {}
     floors = {}
     rng = np.random.default_rng(0)
-    torch = None
     for op, batches in BATCHES.items():
         for B in batches:
             net = build(net_name, max_batch=B)
@@ -197,9 +210,10 @@ def bench_net(net_name, repeats, sanity):
             key = f"{net_name}.{op}.b{B}"
             floors[key] = flops(net, op, B)
             ref = NumpyNet(net)
+            fns = {}
             if op == "fwd":
-                results[f"{key}.nbasync_ms"] = timeit(lambda n=net, x=x: n.forward(x), repeats)
-                results[f"{key}.numpy_ms"] = timeit(lambda r=ref, x=x: r.forward(x), repeats)
+                fns["nbasync"] = lambda n=net, x=x: n.forward(x)
+                fns["numpy"] = lambda r=ref, x=x: r.forward(x)
             else:
 
                 def nb_step(net=net, x=x, dout=dout, B=B):
@@ -210,8 +224,7 @@ def bench_net(net_name, repeats, sanity):
                     ref.forward(x)
                     ref.backward(dout)
 
-                results[f"{key}.nbasync_ms"] = timeit(nb_step, repeats)
-                results[f"{key}.numpy_ms"] = timeit(np_step, repeats)
+                fns["nbasync"], fns["numpy"] = nb_step, np_step
             model = torch_model(net)
             if model is not None:
                 import torch
@@ -227,13 +240,15 @@ def bench_net(net_name, repeats, sanity):
                     def t_step(model=model, tx=tx, tdout=tdout):
                         model(tx).backward(tdout)
 
-                results[f"{key}.torch_ms"] = timeit(t_step, repeats)
-                if sanity is not None and op == "fwdbwd":
-                    net64 = build(net_name, max_batch=B, dtype=np.float64)
-                    sanity[key] = check_against_torch(net64, torch_model(net64), x, dout)
-            elif sanity is not None and op == "fwdbwd":
+                fns["torch"] = t_step
+            for impl, ms in timeit(fns, repeats).items():
+                results[f"{key}.{impl}_ms"] = ms
+            if sanity is not None and op == "fwdbwd":
                 net64 = build(net_name, max_batch=B, dtype=np.float64)
-                sanity[key] = check_against_numpy(net64, x, dout)
+                if model is not None:
+                    sanity[key] = check_against_torch(net64, torch_model(net64), x, dout)
+                else:
+                    sanity[key] = check_against_numpy(net64, x, dout)
     return results, floors
 
 
@@ -304,13 +319,31 @@ def machine():
     return f"{model}, {os.cpu_count()} cores, 1 thread used; {', '.join(versions)}{extra}"
 
 
+def load():
+    """1-minute load average and CPU count (other jobs on the machine skew every timing)."""
+    try:
+        one = os.getloadavg()[0]
+    except OSError:
+        return "unknown"
+    return f"{one:.2f} (1-min average) on {os.cpu_count()} cores"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true", help="print one flat JSON object")
     ap.add_argument("--quick", action="store_true", help="few repeats (for tox)")
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--net", choices=("atari", "mlp"), nargs="*", default=["atari", "mlp"])
+    ap.add_argument(
+        "--clock",
+        choices=tuple(CLOCKS),
+        default="cpu",
+        help="cpu: this thread's CPU time (default: on a shared machine it leaves out the "
+        "time other processes hold the core; cache sharing still shows); wall: elapsed time",
+    )
     args = ap.parse_args(argv)
+    global clock
+    clock = CLOCKS[args.clock]
     repeats = args.repeats or (3 if args.quick else 15)
     results, floors, sanity = {}, {}, {}
     for net_name in args.net:
@@ -321,7 +354,11 @@ def main(argv=None):
         print(json.dumps(results, sort_keys=True))
         return
     print(f"machine: {machine()}")
-    print(f"floor: GEMM FLOPs at {PEAK_GFLOPS:.0f} GFLOP/s (1 core, float32); medians of", repeats)
+    print(f"load: {load()}")
+    print(
+        f"floor: GEMM FLOPs at {PEAK_GFLOPS:.0f} GFLOP/s (1 core, float32); ms per call,"
+        f" {args.clock} clock, medians of {repeats} interleaved rounds"
+    )
     head = f"{'case':<18}{'MFLOP':>8}{'floor ms':>10}{'nbasync':>10}{'numpy':>10}{'torch':>10}"
     print(head + f"{'torch/nb':>10}{'numpy/nb':>10}")
     for key, fl in floors.items():

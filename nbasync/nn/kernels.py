@@ -129,11 +129,17 @@ def col2im_nhwc(dcols, kh, kw, stride, dx):
 def weight_ochw_to_ohwc(W, Wk):
     """Wk[o, (i*kw + j)*C + c] = W[o, c, i, j]: the weight in im2col_nhwc's column order."""
     n_out, C, kh, kw = W.shape
+    wf = W.reshape(W.size)
+    kf = Wk.reshape(Wk.size)
+    dst = np.uint64(0)  # Wk in memory order: reads strided, writes sequential
     for o in range(n_out):
-        for c in range(C):
-            for i in range(kh):
-                for j in range(kw):
-                    Wk[o, (i * kw + j) * C + c] = W[o, c, i, j]
+        for i in range(kh):
+            for j in range(kw):
+                src = np.uint64(((o * C) * kh + i) * kw + j)
+                for _c in range(C):
+                    kf[dst] = wf[src]
+                    dst += np.uint64(1)
+                    src += np.uint64(kh * kw)
 
 
 @jit
