@@ -187,15 +187,21 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lstm_size": 64,
     },
     # Continuous actions (Gaussian policy, separate policy and value nets; the paper's
-    # MuJoCo set-up): entropy beta 1e-4 as in the paper; the rest tuned on Pendulum-v1
-    # (tests/algos/test_continuous.py): rewards scaled to about [-1.6, 0].
+    # MuJoCo set-up): entropy beta 1e-4 as in the paper. The rest was tuned on Pendulum-v1
+    # (tests/algos/test_continuous.py; 2 workers, seed 0, 300k steps, hidden 64,64):
+    #   gamma 0.9, lr 3e-4, t_max 10, rewards x 0.1  -> greedy eval -167 (train -246)
+    #   gamma 0.99, lr 1e-3, t_max 5                  -> -558; lr 3e-3 / 1e-2 -> -1560 / -1589
+    #   gamma 0.9, lr 1e-3, t_max 10 (+ clip 40)      -> -559 (-913); rewards unscaled -> -693
+    # (random policy about -1200). For MuJoCo tasks with long horizons pass --gamma 0.99.
     "continuous": {
         "network": "mlp",
         "entropy_beta": 1e-4,
-        "lr": 1e-3,
+        "lr": 3e-4,
+        "gamma": 0.9,
+        "t_max": 10,
         "grad_clip": 0.0,
         "reward_scale": 0.1,
-        "steps": 400_000,
+        "steps": 300_000,
         "checkpoint_every": 100_000,
         "lstm_size": 128,
     },
