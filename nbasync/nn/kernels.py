@@ -376,3 +376,63 @@ def gemm_nn_small(A, B, C):
                 for q in range(q0, q1):
                     cf[c + q] += a0 * bf[r0 + q]
             p += 1
+
+
+@jit_fma
+def gemm_tn_acc_small(A, B, C):
+    """C += A^T @ B for a few rows M (the Dense weight gradient dW += dy^T x at batch <= 6).
+
+    A: (M, P), B: (M, Q), C: (P, Q). Two rows of C per pass against up to three rows of B
+    (5 loads and 2 stores per 6 multiply-adds; gemm_tn_acc's one row of C against 4 + 1
+    rows of B did 7 loads and 2 stores per 5 at M = 5). An odd last row of C: one at a time.
+    """
+    M, P = A.shape
+    Q = B.shape[1]
+    bf = B.reshape(B.size)
+    cf = C.reshape(C.size)
+    uq = np.uint64(Q)
+    p = 0
+    while p + 2 <= P:
+        c0 = np.uint64(p) * uq
+        c1 = c0 + uq
+        m = 0
+        while m + 3 <= M:
+            r0 = np.uint64(m) * uq
+            r1 = r0 + uq
+            r2 = r1 + uq
+            a00, a01 = A[m, p], A[m, p + 1]
+            a10, a11 = A[m + 1, p], A[m + 1, p + 1]
+            a20, a21 = A[m + 2, p], A[m + 2, p + 1]
+            for q in range(uq):
+                b0 = bf[r0 + q]
+                b1 = bf[r1 + q]
+                b2 = bf[r2 + q]
+                cf[c0 + q] += a00 * b0 + a10 * b1 + a20 * b2
+                cf[c1 + q] += a01 * b0 + a11 * b1 + a21 * b2
+            m += 3
+        if m + 2 <= M:
+            r0 = np.uint64(m) * uq
+            r1 = r0 + uq
+            a00, a01 = A[m, p], A[m, p + 1]
+            a10, a11 = A[m + 1, p], A[m + 1, p + 1]
+            for q in range(uq):
+                b0 = bf[r0 + q]
+                b1 = bf[r1 + q]
+                cf[c0 + q] += a00 * b0 + a10 * b1
+                cf[c1 + q] += a01 * b0 + a11 * b1
+            m += 2
+        if m < M:
+            r0 = np.uint64(m) * uq
+            a00, a01 = A[m, p], A[m, p + 1]
+            for q in range(uq):
+                b0 = bf[r0 + q]
+                cf[c0 + q] += a00 * b0
+                cf[c1 + q] += a01 * b0
+        p += 2
+    if p < P:
+        c0 = np.uint64(p) * uq
+        for m in range(M):
+            r0 = np.uint64(m) * uq
+            a00 = A[m, p]
+            for q in range(uq):
+                cf[c0 + q] += a00 * bf[r0 + q]

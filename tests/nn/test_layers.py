@@ -174,6 +174,18 @@ def test_im2col_col2im_adjoint(channels_last):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("M,P,Q", [(1, 1, 1), (5, 256, 2592), (3, 7, 5), (6, 9, 33), (4, 2, 17)])
+def test_gemm_tn_acc_small_accumulates(M, P, Q, dtype):
+    rng = np.random.default_rng(M * P)
+    A, B = rng.normal(size=(M, P)), rng.normal(size=(M, Q))
+    C0 = rng.normal(size=(P, Q))
+    C = C0.astype(dtype)
+    kernels.gemm_tn_acc_small(A.astype(dtype), B.astype(dtype), C)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(C, C0 + A.T @ B, rtol=tol, atol=tol * np.sqrt(M))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("M,P,Q", [(1, 1, 1), (5, 256, 2592), (3, 7, 5), (6, 9, 1030), (2, 4, 513)])
 def test_gemm_nn_small_overwrites(M, P, Q, dtype):
     rng = np.random.default_rng(P)
