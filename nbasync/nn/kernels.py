@@ -10,7 +10,9 @@ Layouts:
     convolution over the whole batch is one GEMM: ``cols (B*P, K) @ W(O, K)^T``;
   * ``cols`` rows are output positions p = oh*OW + ow, columns are k = (c*kh + i)*kw + j,
     the order of a PyTorch weight (O, C, kh, kw) flattened to (O, K).
-The big matrix products that do not accumulate are done with NumPy's BLAS from ``layers.py``.
+The big matrix products that do not accumulate are done with NumPy's BLAS from ``layers.py``,
+except Dense at <= 6 rows (``dense_forward_dot``, ``gemm_tn_acc_small``, ``gemm_nn_small``),
+where OpenBLAS packs the whole weight every call.
 """
 
 from __future__ import annotations
