@@ -138,6 +138,7 @@ def _workers_of(proc) -> list[int]:
     return pids
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("how", "expected_codes"),
     [("SIGINT", (130,)), ("SIGTERM", (143, -15)), ("kill_worker", (2,))],
