@@ -97,9 +97,12 @@ def test_resume_rejects_changed_settings_and_finished_runs(tmp_path):
 # -- endings of a real nbasync-train process ------------------------------------------------
 
 
+TRAIN_MAIN = "import sys; from nbasync.cli import train_main; sys.exit(train_main())"
+
+
 def _start(tmp_path, *extra):
     cmd = [
-        sys.executable, "-c", "import sys; from nbasync.cli import train_main; sys.exit(train_main())",
+        sys.executable, "-c", TRAIN_MAIN,
         "--algo", "a3c", "--steps", "100000000", "--workers", "2", "--quiet",
         "--checkpoint-every", "2000", "--out", str(tmp_path / "run"), *extra,
     ]  # fmt: skip
