@@ -111,6 +111,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _eval(argv: Sequence[str] | None) -> int:
+    from gymnasium.error import DependencyNotInstalled
+
     from .train import evaluate_run
 
     p = _Parser(prog="nbasync-eval", description="Play episodes with a trained agent.")
@@ -132,8 +134,8 @@ def _eval(argv: Sequence[str] | None) -> int:
             epsilon=args.epsilon,
             gif_path=args.render_gif,
         )
-    except ValueError as exc:  # e.g. --render-gif without Pillow
-        raise UserError(str(exc)) from None
+    except (ValueError, DependencyNotInstalled) as exc:  # e.g. --render-gif, no Pillow/pygame
+        raise UserError(str(exc).splitlines()[0]) from None
     print(result.describe())
     return 0
 

@@ -200,7 +200,9 @@ def resume(run_dir: str | Path, overrides: dict[str, Any]) -> TrainSummary:
         raise RunFileError(f"{runfile.path} has no checkpoint to resume from")
     spec = probe_env(config)
     net = build_network(config, spec, max_batch=config.t_max + 1)
-    runfile.check_compatible(config.to_dict(), net.layout, may_differ=RESUMABLE)
+    runfile.check_compatible(
+        config.to_dict(), net.layout, may_differ=RESUMABLE | settings_added_since(stored)
+    )
     if ckpt.step >= config.steps:
         raise ConfigError(
             f"--steps: the run is already at step {ckpt.step}; ask for more than that to continue"
@@ -216,6 +218,12 @@ def resume(run_dir: str | Path, overrides: dict[str, Any]) -> TrainSummary:
         segment,
         elapsed0=ckpt.elapsed_s,
     )
+
+
+def settings_added_since(stored: dict[str, Any]) -> frozenset[str]:
+    """Settings a newer nbasync has that the run file does not: they take their defaults
+    (which must leave the run as it was); anything else would be a real mismatch."""
+    return frozenset(set(TrainConfig().to_dict()) - set(stored))
 
 
 def _run(
@@ -320,7 +328,9 @@ def evaluate_run(
         raise RunFileError(f"{runfile.path} has no checkpoint")
     spec = probe_env(config)
     net = build_network(config, spec, max_batch=1)
-    runfile.check_compatible(config.to_dict(), net.layout)
+    # The config is the run's own: only the network must match the stored parameters.
+    stored = runfile.config()
+    runfile.check_compatible(stored, net.layout, may_differ=frozenset(stored))
     return evaluate(
         config,
         ckpt.params,
