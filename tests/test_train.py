@@ -173,3 +173,16 @@ def test_every_ending_cleans_up_and_keeps_a_checkpoint(tmp_path, how, expected_c
     assert not shm_segments(proc.pid)
     rf = RunFile.open(tmp_path / "run")
     assert rf.latest_checkpoint().step > 0
+
+
+def test_eval_and_plot_a_run(tmp_path, capsys):
+    from nbasync.cli import eval_main, plot_main
+
+    train_mod.train(small(tmp_path))
+    assert eval_main([str(tmp_path / "run"), "--episodes", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "evaluation over 3 episodes: mean" in out
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "curve.png"
+    assert plot_main([str(tmp_path / "run"), "-o", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
