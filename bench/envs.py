@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _machine import machine  # noqa: E402  (bench/ is sys.path[0])
 
 
 def pin_one_core() -> str:
@@ -38,18 +38,6 @@ def pin_one_core() -> str:
         return f"pinned to core {core}"
     except (AttributeError, OSError):
         return "not pinned"
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}; {os.cpu_count()} cores; Python {platform.python_version()}"
 
 
 CLOCK = time.thread_time

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -27,6 +26,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from _machine import machine  # noqa: E402  (bench/ is sys.path[0])
 
 from nbasync.optim import clip_grad_norm, make_optimizer  # noqa: E402
 from nbasync.runner import run_workers  # noqa: E402
@@ -53,17 +53,6 @@ def copy_bandwidth_gbs(mb: int = 256, repeats: int = 5) -> float:
         np.copyto(b, a)
         best = min(best, time.perf_counter() - t)
     return 2 * a.nbytes / best / 1e9
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    py = platform.python_version()
-    return f"{model}, {os.cpu_count()} cpus, {platform.system()}, Python {py}"
 
 
 def bench_worker(index, handle, args, events, stop):

@@ -26,7 +26,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -35,6 +34,7 @@ import numpy as np  # noqa: E402
 from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from _machine import cpu_model  # noqa: E402  (bench/ is sys.path[0])
 
 from nbasync.nn import atari_network, mlp_network  # noqa: E402
 from nbasync.nn.layers import Conv2d, Dense  # noqa: E402
@@ -295,15 +295,6 @@ def check_against_numpy(net, x, dout):
 
 
 def machine():
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     versions = [f"numpy {np.__version__}"]
     import numba
 
@@ -316,7 +307,7 @@ def machine():
         versions.append("torch not installed")
     core = os.environ.get("OPENBLAS_CORETYPE")
     extra = f", OPENBLAS_CORETYPE={core}" if core else ""
-    return f"{model}, {os.cpu_count()} cores, 1 thread used; {', '.join(versions)}{extra}"
+    return f"{cpu_model()}, {os.cpu_count()} cores, 1 thread used; {', '.join(versions)}{extra}"
 
 
 def load():

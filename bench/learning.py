@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -26,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _machine import machine  # noqa: E402  (bench/ is sys.path[0])
 
 from nbasync.config import ALGOS, build_config  # noqa: E402
 from nbasync.runfile import RunFile  # noqa: E402
@@ -56,19 +55,6 @@ def one_run(algo: str, workers: int, seed: int, steps: int, out: Path):
     )  # fmt: skip
     train(config)
     return crossing(RunFile.open(out).episodes())
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{cpu}, {os.cpu_count()} cores, load {load:.1f}, Python {platform.python_version()}"
 
 
 def main(argv=None) -> int:
