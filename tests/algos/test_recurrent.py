@@ -128,17 +128,18 @@ def test_lstm_beats_feed_forward_without_velocities(tmp_path):
     """CartPole with [x, theta] only (no velocities): a reactive policy cannot know where
     the pole is heading; an LSTM can difference consecutive observations.
 
-    Budget: 120,000 agent steps each, 2 workers, seed 0, lr 3e-3, t_max 5, hidden (64,),
+    Budget: 150,000 agent steps each, 2 workers, seed 0, lr 3e-3, t_max 5, hidden (64,),
     LSTM 64, classic preset otherwise; greedy evaluation over 10 episodes. Measured here
-    (2-core machine, ~25 s FF + ~45 s LSTM): FF 43.0 / 39.7 (seeds 0 / 1), LSTM 153.5 /
-    167.3 (seeds 0 / 1; seed 2 was at 51 by then: Hogwild runs are not bit-reproducible,
-    so the bar is 1.5x FF and at least 70, well under what seed 0 reaches).
+    (2-core machine, ~10 s FF + ~20-40 s LSTM). At 120,000 steps, seeds 0 / 1 / 2: FF 46.0 /
+    38.5 / 46.1, LSTM 395.4 / 209.3 / 310.6 (an earlier set: FF 43.0 / 39.7, LSTM 153.5 /
+    167.3 / 50.9). At 150,000 steps LSTM seeds 2 / 3: 390.6 / 345.8. Hogwild runs are not
+    bit-reproducible (thread timing), hence the bar: LSTM at least 100 and 2x FF.
     """
     results = {}
     for recurrent in (False, True):
         config = build_config(
             {
-                "algo": "a3c", "env": NOVEL, "steps": 120_000, "workers": 2, "seed": 0,
+                "algo": "a3c", "env": NOVEL, "steps": 150_000, "workers": 2, "seed": 0,
                 "lr": 3e-3, "hidden": (64,), "recurrent": recurrent, "lstm_size": 64,
                 "quiet": True, "eval_episodes": 10, "out": str(tmp_path / f"r{int(recurrent)}"),
                 "checkpoint_every": 0,
@@ -146,4 +147,4 @@ def test_lstm_beats_feed_forward_without_velocities(tmp_path):
         )  # fmt: skip
         results[recurrent] = train(config).evaluation.mean
     ff, lstm = results[False], results[True]
-    assert lstm >= 70 and lstm >= 1.5 * ff, results
+    assert lstm >= 100 and lstm >= 2 * ff, results
