@@ -47,8 +47,9 @@ def test_short_run_writes_run_file(tmp_path, algo):
     assert summary.steps >= 3000
     rf = RunFile.open(tmp_path / "run")
     assert rf.config()["algo"] == algo
-    steps = rf.checkpoint_steps()
-    assert steps[-1] >= 3000 and len(steps) >= 2
+    # the last checkpoint is the end of the run; periodic ones depend on how fast it ran
+    # (the parent polls every 0.25 s) and are checked by the endings tests below
+    assert rf.checkpoint_steps()[-1] >= 3000
     episodes = rf.episodes()
     assert len(episodes) == summary.episodes > 0
     assert set(np.unique(episodes["worker"])) <= {0, 1}
