@@ -34,7 +34,8 @@ import numpy as np  # noqa: E402
 from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from _machine import cpu_model  # noqa: E402  (bench/ is sys.path[0])
+import kernels_recurrent  # noqa: E402  (bench/ is sys.path[0])
+from _machine import cpu_model  # noqa: E402
 
 from nbasync.nn import atari_network, mlp_network  # noqa: E402
 from nbasync.nn.layers import Conv2d, Dense  # noqa: E402
@@ -324,7 +325,14 @@ def main(argv=None):
     ap.add_argument("--json", action="store_true", help="print one flat JSON object")
     ap.add_argument("--quick", action="store_true", help="few repeats (for tox)")
     ap.add_argument("--repeats", type=int, default=None)
-    ap.add_argument("--net", choices=("atari", "mlp"), nargs="*", default=["atari", "mlp"])
+    ap.add_argument(
+        "--net",
+        choices=("atari", "mlp", *kernels_recurrent.NETS),
+        nargs="*",
+        default=["atari", "mlp", *kernels_recurrent.NETS],
+        help="lstm_mlp, lstm_atari, gaussian: the recurrent / continuous nets "
+        "(bench/kernels_recurrent.py, batch 1 forward and batch t_max=5 forward+backward)",
+    )
     ap.add_argument(
         "--clock",
         choices=tuple(CLOCKS),
@@ -337,7 +345,11 @@ def main(argv=None):
     clock = CLOCKS[args.clock]
     repeats = args.repeats or (3 if args.quick else 15)
     results, floors, sanity = {}, {}, {}
+    recurrent = [n for n in args.net if n in kernels_recurrent.NETS]
     for net_name in args.net:
+        if net_name in recurrent:
+            results.update(kernels_recurrent.bench_net(net_name, repeats))
+            continue
         r, f = bench_net(net_name, repeats, sanity)
         results.update(r)
         floors.update(f)
@@ -363,6 +375,17 @@ def main(argv=None):
         print(row)
     for key, err in sanity.items():
         print(f"check {key} (float64): outputs, gradients vs torch (or numpy): {err:.1e}")
+    if recurrent:
+        print("recurrent / continuous nets (wall clock, medians; no FLOP floor computed):")
+        print(f"{'case':<22}{'nbasync':>10}{'numpy':>10}{'torch':>10}{'torch/nb':>10}")
+        for name in recurrent:
+            for op, batch in kernels_recurrent.BATCHES.items():
+                key = f"{name}.{op}.b{batch}"
+                nb, npy = results[f"{key}.nbasync_ms"], results[f"{key}.numpy_ms"]
+                th = results.get(f"{key}.torch_ms")
+                row = f"{key:<22}{nb:>10.3f}{npy:>10.3f}"
+                row += f"{th:>10.3f}{th / nb:>9.2f}x" if th is not None else f"{'-':>10}{'-':>10}"
+                print(row)
 
 
 if __name__ == "__main__":
