@@ -76,3 +76,15 @@ def test_pendulum_learns():
 
 
 STEPS = 300_000
+
+
+def test_mujoco_env_by_id_when_installed(tmp_path):
+    """With the optional ``mujoco`` extra, MuJoCo ids train through the same path."""
+    pytest.importorskip("mujoco")
+    config = build_config(
+        {"algo": "a3c", "env": "InvertedPendulum-v5", "steps": 4000, "quiet": True,
+         "out": str(tmp_path / "ip")}
+    )  # fmt: skip
+    assert config.entropy_beta == 1e-4  # the paper's MuJoCo setting (continuous preset)
+    summary = train(config)
+    assert summary.steps >= 4000 and summary.episodes > 0
