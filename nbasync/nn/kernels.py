@@ -162,6 +162,194 @@ def add_into(src, dst):
         dst[k] += src[k]
 
 
+# ---------------------------------------------------------------- convolution: space-to-depth
+# A convolution over channels-first input whose kernel is a multiple of its stride s (the
+# Atari conv1: 8x8 stride 4) is a stride-1 convolution with an (kh/s) x (kw/s) kernel over
+# the input cut into s x s blocks, each block's C*s*s values stacked as channels
+# ("space-to-depth"): S (Hs, Ws, Cs), Hs = OH + kh/s - 1, Ws = OW + kw/s - 1, Cs = C*s*s.
+# On the flat grid r = hb*Ws + wb the block offset (di, dj) is the constant row shift
+# di*Ws + dj, so the whole convolution is ONE GEMM  Z = S (B*G, Cs) @ Wall (Cs, nk*O)
+# (G = Hs*Ws, nk = kh/s * kw/s block offsets) and a gather
+#     y[oh, ow, o] = b[o] + sum_k Z[(oh + di)*Ws + ow + dj, k*O + o].
+# No im2col: S is the input's size (im2col's cols are kh*kw/s^2 = 4x larger for conv1) and
+# the GEMM does G/(OH*OW) = 1.10x the rows. Backward is the exact adjoint: dZ = scatter(dy),
+# dWall = S^T dZ (one GEMM), dS = dZ Wall^T, dx = depth_to_space(dS).
+# Channels of S: ch = (c*s + i)*s + j; block offsets k = di*(kw/s) + dj.
+
+
+@jit
+def space_to_depth_nchw(x, s, S):
+    """S[b, hb, wb, (c*s + i)*s + j] = x[b, c, hb*s + i, wb*s + j]. S: (B, Hs, Ws, C*s*s)."""
+    B, C, H, W = x.shape
+    Hs, Ws = S.shape[1], S.shape[2]
+    Cs = S.shape[3]
+    xf = x.reshape(x.size)
+    sf = S.reshape(S.size)
+    us = np.uint64(s)
+    ucs = np.uint64(Cs)
+    # source rows read in order; each s-run goes to its block (stride Cs). s == 4 (Atari)
+    # is spelled out: a runtime-length 4-element loop does not become one vector move.
+    for b in range(B):
+        for c in range(C):
+            for hb in range(Hs):
+                for i in range(s):
+                    src = np.uint64(((b * C + c) * H + hb * s + i) * W)
+                    dst = np.uint64((b * Hs + hb) * Ws) * ucs + np.uint64((c * s + i) * s)
+                    if s == 4:
+                        for _wb in range(Ws):
+                            sf[dst] = xf[src]
+                            sf[dst + np.uint64(1)] = xf[src + np.uint64(1)]
+                            sf[dst + np.uint64(2)] = xf[src + np.uint64(2)]
+                            sf[dst + np.uint64(3)] = xf[src + np.uint64(3)]
+                            src += us
+                            dst += ucs
+                    else:
+                        for _wb in range(Ws):
+                            for j in range(us):
+                                sf[dst + j] = xf[src + j]
+                            src += us
+                            dst += ucs
+
+
+@jit
+def depth_to_space_nchw(S, s, x):
+    """Adjoint of :func:`space_to_depth_nchw`: x (B, C, H, W) overwritten, 0 where no block."""
+    B, C, H, W = x.shape
+    Hs, Ws = S.shape[1], S.shape[2]
+    xf = x.reshape(x.size)
+    sf = S.reshape(S.size)
+    xf[:] = 0.0
+    us = np.uint64(s)
+    uW = np.uint64(W)
+    src = np.uint64(0)
+    for b in range(B):
+        for hb in range(Hs):
+            for wb in range(Ws):
+                for c in range(C):
+                    dst = np.uint64(((b * C + c) * H + hb * s) * W + wb * s)
+                    for _i in range(s):
+                        for j in range(us):
+                            xf[dst + j] = sf[src + j]
+                        src += us
+                        dst += uW
+
+
+@jit
+def weight_to_blocks(W, s, Wall):
+    """Wall[(c*s + i)*s + j, (di*nbw + dj)*O + o] = W[o, c, di*s + i, dj*s + j]."""
+    n_out, C, kh, kw = W.shape
+    nbh, nbw = kh // s, kw // s
+    for c in range(C):
+        for i in range(s):
+            for j in range(s):
+                r = (c * s + i) * s + j
+                for di in range(nbh):
+                    for dj in range(nbw):
+                        k0 = (di * nbw + dj) * n_out
+                        for o in range(n_out):
+                            Wall[r, k0 + o] = W[o, c, di * s + i, dj * s + j]
+
+
+@jit
+def add_blocks_to_weight(dWall, s, dW):
+    """dW[o, c, di*s + i, dj*s + j] += dWall[(c*s + i)*s + j, (di*nbw + dj)*O + o]."""
+    n_out, C, kh, kw = dW.shape
+    nbh, nbw = kh // s, kw // s
+    gf = dWall.reshape(dWall.size)
+    wf = dW.reshape(dW.size)
+    ustride = np.uint64(C * kh * kw)
+    src = np.uint64(0)  # dWall read in order
+    for c in range(C):
+        for i in range(s):
+            for j in range(s):
+                for di in range(nbh):
+                    for dj in range(nbw):
+                        dst = np.uint64((c * kh + di * s + i) * kw + dj * s + j)
+                        for _o in range(n_out):
+                            wf[dst] += gf[src]
+                            src += np.uint64(1)
+                            dst += ustride
+
+
+@jit
+def blocks_gather(Z, Ws, nbh, nbw, bias, relu, y):
+    """y[b, oh, ow, o] = bias[o] + sum_{di,dj} Z[b, (oh + di)*Ws + ow + dj, (di*nbw + dj)*O + o].
+
+    Z: (B, Hs*Ws, nbh*nbw*O); y: (B, OH, OW, O) channels-last; max(., 0) when ``relu``.
+    """
+    B, OH, OW, n_out = y.shape
+    G = Z.shape[1]
+    nz = np.uint64(Z.shape[2])
+    zf = Z.reshape(Z.size)
+    yf = y.reshape(y.size)
+    uo = np.uint64(n_out)
+    dst = np.uint64(0)
+    if nbh == 2 and nbw == 2:  # the Atari conv1 (8x8 / 4): four blocks summed in registers
+        k1 = nz + uo
+        k2 = np.uint64(Ws) * nz + uo + uo
+        k3 = k2 + nz + uo
+        for b in range(B):
+            for oh in range(OH):
+                z0 = np.uint64(b * G + oh * Ws) * nz
+                for _ow in range(OW):
+                    if relu:
+                        for o in range(uo):
+                            v = bias[o] + zf[z0 + o] + zf[z0 + k1 + o]
+                            v += zf[z0 + k2 + o] + zf[z0 + k3 + o]
+                            yf[dst + o] = v if v > 0.0 else 0.0
+                    else:
+                        for o in range(uo):
+                            v = bias[o] + zf[z0 + o] + zf[z0 + k1 + o]
+                            yf[dst + o] = v + zf[z0 + k2 + o] + zf[z0 + k3 + o]
+                    z0 += nz
+                    dst += uo
+        return
+    for b in range(B):
+        for oh in range(OH):
+            for ow in range(OW):
+                z0 = np.uint64(b * G + oh * Ws + ow) * nz
+                for o in range(uo):
+                    yf[dst + o] = bias[o]
+                for di in range(nbh):
+                    zr = z0 + np.uint64(di * Ws) * nz + np.uint64(di * nbw) * uo
+                    for _dj in range(nbw):
+                        for o in range(uo):
+                            yf[dst + o] += zf[zr + o]
+                        zr += nz + uo
+                if relu:
+                    for o in range(uo):
+                        v = yf[dst + o]
+                        yf[dst + o] = v if v > 0.0 else 0.0
+                dst += uo
+
+
+@jit
+def blocks_scatter(dy, Ws, nbh, nbw, dZ):
+    """Adjoint of :func:`blocks_gather` (without the bias): dZ overwritten, 0 off the outputs.
+
+    dZ[b, (oh + di)*Ws + ow + dj, (di*nbw + dj)*O + o] = dy[b, oh, ow, o].
+    """
+    B, OH, OW, n_out = dy.shape
+    G = dZ.shape[1]
+    nz = np.uint64(dZ.shape[2])
+    zf = dZ.reshape(dZ.size)
+    df = dy.reshape(dy.size)
+    zf[:] = 0.0  # a memset, then one pass over dy (measured faster than writing dZ in order)
+    uo = np.uint64(n_out)
+    src = np.uint64(0)
+    for b in range(B):
+        for oh in range(OH):
+            for ow in range(OW):
+                z0 = np.uint64(b * G + oh * Ws + ow) * nz
+                for di in range(nbh):
+                    zr = z0 + np.uint64(di * Ws) * nz + np.uint64(di * nbw) * uo
+                    for _dj in range(nbw):
+                        for o in range(uo):
+                            zf[zr + o] = df[src + o]
+                        zr += nz + uo
+                src += uo
+
+
 # ---------------------------------------------------------------- bias, ReLU
 
 

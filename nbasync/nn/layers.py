@@ -187,6 +187,15 @@ class Conv2d(Layer):
         ]
         self._im2col = K.im2col_nhwc if in_channels_last else K.im2col_nchw
         self._col2im = K.col2im_nhwc if in_channels_last else K.col2im_nchw
+        # space-to-depth (kernels.py): channels-first input, kernel a multiple of the stride
+        s = self.stride
+        self.s2d = not in_channels_last and s > 1 and self.kh % s == 0 and self.kw % s == 0
+        if self.s2d:
+            self.nbh, self.nbw = self.kh // s, self.kw // s
+            self.Hs, self.Ws = oh + self.nbh - 1, ow + self.nbw - 1
+            self.G = self.Hs * self.Ws
+            self.Cs = c * s * s
+            self.nk = self.nbh * self.nbw
         return self.out_shape, True
 
     @property
@@ -194,6 +203,14 @@ class Conv2d(Layer):
         return self.K
 
     def allocate(self, max_batch, dtype):
+        if self.s2d:
+            n_out, G, Cs, nk = self.out_channels, self.G, self.Cs, self.nk
+            self.S = np.zeros((max_batch, G, Cs), dtype)  # the input, cached per row
+            self.Z = np.zeros((max_batch, G, nk * n_out), dtype)  # GEMM out / dZ in backward
+            self.Wall = np.zeros((Cs, nk * n_out), dtype)  # refreshed every forward
+            self.dWall = np.zeros((Cs, nk * n_out), dtype)
+            self.dS = np.zeros((max_batch, G, Cs), dtype)
+            return
         self.cols = np.zeros((max_batch, self.P, self.K), dtype)
         self.dcols = np.zeros((max_batch, self.P, self.K), dtype)
         self.dWk = np.zeros((self.out_channels, self.K), dtype)  # dW before adding
@@ -207,6 +224,15 @@ class Conv2d(Layer):
             self.Wk = self.W.reshape(self.out_channels, self.K)  # a view: (c, i, j) order
 
     def forward(self, x, y, row):
+        if self.s2d:
+            B = x.shape[0]
+            S = self.S[row : row + B]
+            K.space_to_depth_nchw(x, self.stride, S.reshape(B, self.Hs, self.Ws, self.Cs))
+            K.weight_to_blocks(self.W, self.stride, self.Wall)  # params change between calls
+            Z = self.Z[:B]  # scratch (backward recomputes dZ from dy)
+            np.matmul(S.reshape(B * self.G, self.Cs), self.Wall, out=Z.reshape(B * self.G, -1))
+            K.blocks_gather(Z, self.Ws, self.nbh, self.nbw, self.b, self.relu, y)
+            return
         B = x.shape[0]
         cols = self.cols[row : row + B]
         self._im2col(x, self.kh, self.kw, self.stride, cols)
@@ -217,6 +243,19 @@ class Conv2d(Layer):
         K.bias_forward(y2, self.b, self.relu)
 
     def backward(self, x, y, dy, dx, n):
+        if self.s2d:
+            M = n * self.G
+            dZ = self.Z[:n]
+            K.blocks_scatter(dy, self.Ws, self.nbh, self.nbw, dZ)
+            dZ2 = dZ.reshape(M, self.nk * self.out_channels)
+            np.matmul(self.S[:n].reshape(M, self.Cs).T, dZ2, out=self.dWall)
+            K.add_blocks_to_weight(self.dWall, self.stride, self.dW)
+            K.bias_backward(dy.reshape(n * self.P, self.out_channels), self.db)
+            if dx is not None:
+                dS = self.dS[:n]
+                np.matmul(dZ2, self.Wall.T, out=dS.reshape(M, self.Cs))
+                K.depth_to_space_nchw(dS.reshape(n, self.Hs, self.Ws, self.Cs), self.stride, dx)
+            return
         # dW via BLAS into a scratch buffer, then added: measured 2.3x faster than the
         # accumulating numba loop (gemm_tn_acc) for these shapes (M = n*P rows).
         dy2 = dy.reshape(n * self.P, self.out_channels)

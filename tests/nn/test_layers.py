@@ -194,3 +194,56 @@ def test_gemm_nn_small_overwrites(M, P, Q, dtype):
     kernels.gemm_nn_small(A.astype(dtype), B.astype(dtype), C)
     tol = 1e-12 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(C, A @ B, rtol=tol, atol=tol * np.sqrt(P))
+
+
+@pytest.mark.parametrize(
+    "kh,kw,stride,H,W", [(8, 8, 4, 20, 23), (4, 6, 2, 9, 10), (6, 3, 3, 12, 7), (2, 2, 2, 5, 5)]
+)
+def test_conv_space_to_depth_path(kh, kw, stride, H, W):
+    """Channels-first input, kernel a multiple of the stride: the space-to-depth path
+    (forward vs the reference, backward incl. dx vs finite differences, float64)."""
+    case = dict(B=2, C=2, O=3, H=H, W=W, kh=kh, kw=kw, stride=stride, channels_last=False, seed=5)
+    rig, x, x_in = _conv_rig(case)
+    assert rig.layer.s2d
+    y = rig.forward(x_in)
+    ref = naive.conv2d(x, rig.params["weight"], rig.params["bias"], stride)
+    np.testing.assert_allclose(nchw(y), ref, rtol=1e-12, atol=1e-12)
+    G = np.random.default_rng(6).normal(size=y.shape)
+    dx = rig.backward(None, y, G)
+
+    def loss():
+        return float((rig.forward(x_in) * G).sum())
+
+    for s in ("weight", "bias"):
+        assert rel_error(rig.grads[s].ravel(), numerical_grad(loss, rig.params[s])) < TOL, s
+    assert rel_error(dx.ravel(), numerical_grad(loss, x_in)) < TOL
+
+
+@pytest.mark.parametrize("nb", [(2, 2), (1, 3), (3, 2)])
+def test_space_to_depth_kernels_are_adjoint(nb):
+    rng = np.random.default_rng(7)
+    B, C, s, n_out = 2, 3, 2, 5
+    nbh, nbw = nb
+    OH, OW = 4, 3
+    Hs, Ws = OH + nbh - 1, OW + nbw - 1
+    x = rng.normal(size=(B, C, Hs * s + 1, Ws * s + 1))  # a last row/column no block covers
+    S = np.zeros((B, Hs, Ws, C * s * s))
+    kernels.space_to_depth_nchw(x, s, S)
+    gS = rng.normal(size=S.shape)
+    dx = np.full_like(x, np.nan)
+    kernels.depth_to_space_nchw(gS, s, dx)
+    assert np.isclose((S * gS).sum(), (x * dx).sum())
+    Z = rng.normal(size=(B, Hs * Ws, nbh * nbw * n_out))
+    y = np.zeros((B, OH, OW, n_out))
+    kernels.blocks_gather(Z, Ws, nbh, nbw, np.zeros(n_out), False, y)
+    gy = rng.normal(size=y.shape)
+    dZ = np.full_like(Z, np.nan)
+    kernels.blocks_scatter(gy, Ws, nbh, nbw, dZ)
+    assert np.isclose((y * gy).sum(), (Z * dZ).sum())
+    W = rng.normal(size=(n_out, C, nbh * s, nbw * s))
+    Wall = np.zeros((C * s * s, nbh * nbw * n_out))
+    kernels.weight_to_blocks(W, s, Wall)
+    gW = rng.normal(size=Wall.shape)
+    dW = np.zeros_like(W)
+    kernels.add_blocks_to_weight(gW, s, dW)
+    assert np.isclose((Wall * gW).sum(), (W * dW).sum())
