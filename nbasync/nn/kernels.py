@@ -131,17 +131,21 @@ def col2im_nhwc(dcols, kh, kw, stride, dx):
 def weight_ochw_to_ohwc(W, Wk):
     """Wk[o, (i*kw + j)*C + c] = W[o, c, i, j]: the weight in im2col_nhwc's column order."""
     n_out, C, kh, kw = W.shape
+    khw = kh * kw
     wf = W.reshape(W.size)
     kf = Wk.reshape(Wk.size)
-    dst = np.uint64(0)  # Wk in memory order: reads strided, writes sequential
+    uC = np.uint64(C)
+    # W in memory order: reads sequential, writes strided by C (conv2 32x16x4x4: 0.0037 ms;
+    # writes in order with strided reads 0.0042, the same with 4-D indexing 0.0051)
+    src = np.uint64(0)
     for o in range(n_out):
-        for i in range(kh):
-            for j in range(kw):
-                src = np.uint64(((o * C) * kh + i) * kw + j)
-                for _c in range(C):
-                    kf[dst] = wf[src]
-                    dst += np.uint64(1)
-                    src += np.uint64(kh * kw)
+        base = np.uint64(o * C * khw)
+        for c in range(C):
+            dst = base + np.uint64(c)
+            for _p in range(khw):
+                kf[dst] = wf[src]
+                src += np.uint64(1)
+                dst += uC
 
 
 @jit
@@ -188,7 +192,9 @@ def space_to_depth_nchw(x, s, S):
     us = np.uint64(s)
     ucs = np.uint64(Cs)
     # source rows read in order; each s-run goes to its block (stride Cs). s == 4 (Atari)
-    # is spelled out: a runtime-length 4-element loop does not become one vector move.
+    # is spelled out, all four loads before the stores: xf and sf may alias as far as LLVM
+    # knows, so load/store/load/store cannot merge into one vector move (0.0094 ms for conv1
+    # at batch 1 interleaved, 0.0040 loads first; a plain copy of the 113 KB is 0.0036).
     for b in range(B):
         for c in range(C):
             for hb in range(Hs):
@@ -197,10 +203,14 @@ def space_to_depth_nchw(x, s, S):
                     dst = np.uint64((b * Hs + hb) * Ws) * ucs + np.uint64((c * s + i) * s)
                     if s == 4:
                         for _wb in range(Ws):
-                            sf[dst] = xf[src]
-                            sf[dst + np.uint64(1)] = xf[src + np.uint64(1)]
-                            sf[dst + np.uint64(2)] = xf[src + np.uint64(2)]
-                            sf[dst + np.uint64(3)] = xf[src + np.uint64(3)]
+                            a0 = xf[src]
+                            a1 = xf[src + np.uint64(1)]
+                            a2 = xf[src + np.uint64(2)]
+                            a3 = xf[src + np.uint64(3)]
+                            sf[dst] = a0
+                            sf[dst + np.uint64(1)] = a1
+                            sf[dst + np.uint64(2)] = a2
+                            sf[dst + np.uint64(3)] = a3
                             src += us
                             dst += ucs
                     else:
@@ -239,15 +249,20 @@ def weight_to_blocks(W, s, Wall):
     """Wall[(c*s + i)*s + j, (di*nbw + dj)*O + o] = W[o, c, di*s + i, dj*s + j]."""
     n_out, C, kh, kw = W.shape
     nbh, nbw = kh // s, kw // s
+    wf = W.reshape(W.size)
+    af = Wall.reshape(Wall.size)
+    ustride = np.uint64(C * kh * kw)
+    dst = np.uint64(0)  # Wall written in order, flat unsigned indices
     for c in range(C):
         for i in range(s):
             for j in range(s):
-                r = (c * s + i) * s + j
                 for di in range(nbh):
                     for dj in range(nbw):
-                        k0 = (di * nbw + dj) * n_out
-                        for o in range(n_out):
-                            Wall[r, k0 + o] = W[o, c, di * s + i, dj * s + j]
+                        src = np.uint64((c * kh + di * s + i) * kw + dj * s + j)
+                        for _o in range(n_out):
+                            af[dst] = wf[src]
+                            dst += np.uint64(1)
+                            src += ustride
 
 
 @jit
