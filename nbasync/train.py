@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import math
+import queue
 import sys
 import time
 from dataclasses import dataclass, field
@@ -18,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .algos import worker_main
-from .algos.base import build_network, env_options, env_spec
+from .algos import ALGORITHMS, worker_main
+from .algos.base import ActorLearner, build_network, env_options, env_spec
 from .algos.evaluate import EvalResult, evaluate
 from .config import ConfigError, TrainConfig, build_config, validate
 from .envs import make_env
@@ -119,52 +120,23 @@ def probe_env(config: TrainConfig):
 
 def warm_up(config: TrainConfig, spec) -> None:
     """Compile (or load from numba's cache) every kernel a worker uses, once, in the parent,
-    so N workers start by loading the cache instead of compiling N times."""
-    from .algos.base import ActorLearner  # noqa: F401  (import compiles nothing by itself)
-    from .nn import (
-        a3c_loss,
-        gaussian_a3c_loss,
-        gaussian_mean,
-        gaussian_sample,
-        sample_from_logits,
-        td_loss,
-    )
-    from .optim import clip_grad_norm, make_optimizer
-
-    net = build_network(config, spec, max_batch=config.t_max + 1)
-    net.init_params(0)
-    x = np.zeros((config.t_max + 1, *spec.obs_shape), dtype=np.float32)
-    net.reset_state()
-    out = net.forward(x[:1], row=0).copy()
-    dout = np.zeros((1, net.n_outputs), dtype=np.float32)
-    actions = np.zeros(1, dtype=np.int64)
-    targets = np.zeros(1, dtype=np.float32)
-    if not spec.discrete:
-        D = spec.action_low.size
-        a = np.zeros((1, D), dtype=np.float32)
-        gaussian_a3c_loss(out, a, targets, 0.01, 0.5, dout)
-        gaussian_sample(out[0], np.zeros(D), spec.action_low, spec.action_high, a[0], a[0])
-        gaussian_mean(out[0], spec.action_low, spec.action_high, a[0])
-    elif config.algo == "a3c":
-        a3c_loss(out, actions, targets, 0.01, 0.5, dout)
-        sample_from_logits(out[0, : spec.n_actions], 0.5)
-    else:
-        td_loss(out, actions, targets, dout)
-    net.backward(dout, 1)
-    net.carry_state(1)
-    clip_grad_norm(net.grads, 40.0)
-    stats = np.zeros(net.n_params, dtype=np.float32)
-    make_optimizer(config.optimizer, net.n_params, shared_stats=stats).step(
-        net.params.copy(), net.grads, 1e-4
-    )
-    from .algos import targets as _t
-
-    r = np.zeros(2, dtype=np.float32)
-    term = np.zeros(2, dtype=np.bool_)
-    q = np.zeros((2, max(spec.n_actions or 1, 1)), dtype=np.float32)
-    _t.discounted_returns(r, 0.0, 0.99, np.zeros(2, dtype=np.float32))
-    _t.onestep_q_targets(r, term, q, 0.99, np.zeros(2, dtype=np.float32))
-    _t.sarsa_targets(r, term, q, np.zeros(2, dtype=np.int64), 0.99, np.zeros(2, dtype=np.float32))
+    so N workers start by loading the cache instead of compiling N times: the real worker
+    loop runs here for a few updates, on a throwaway shared state."""
+    short = config.replace(steps=3 * (config.t_max + 1), workers=1)
+    net = build_network(short, spec, max_batch=short.t_max + 1)
+    with SharedState.create(
+        n_params=net.n_params,
+        n_workers=1,
+        target=short.is_value_method,
+        optimizer_stats=short.optimizer == "shared_rmsprop",
+    ) as state:
+        net.bind(state.params, net.grads)
+        net.init_params(0)
+        if state.target is not None:
+            state.target[:] = state.params
+        learner = ActorLearner(short, 0, state, queue.SimpleQueue(), None)
+        ALGORITHMS[short.algo](learner)
+        learner.env.close()
 
 
 def train(config: TrainConfig) -> TrainSummary:
