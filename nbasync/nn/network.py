@@ -99,6 +99,10 @@ class Network:
         self._copy_input = self.layers[0].needs_input or self.layers[0].in_place
 
         self._stateful = [layer for layer in self.layers if getattr(layer, "stateful", False)]
+        # forward plans, built on first use per (row, batch): (input view or None, layer
+        # callables). Views and bound calls made once; only the buffers' views, never the
+        # parameters (bind() moves those), so they stay valid for the network's lifetime.
+        self._plans: dict[tuple[int, int], tuple] = {}
 
         self.params = np.zeros(self.n_params, dt)
         self.grads = np.zeros(self.n_params, dt)
@@ -210,21 +214,33 @@ class Network:
         B = x.shape[0]
         if x.shape[1:] != self.input_shape:
             raise ValueError(f"x must have shape (B, {self.input_shape}), got {x.shape}")
+        plan = self._plans.get((row, B))
+        if plan is None:
+            plan = self._plan(row, B)
+        h0, fns = plan
+        if h0 is not None or x.dtype != self.dtype or not x.flags.c_contiguous:
+            h = self._acts[0][row : row + B] if h0 is None else h0
+            np.copyto(h, x, casting="unsafe")
+        else:
+            h = x
+        for f in fns:
+            h = f(h)
+        return h
+
+    def _plan(self, row: int, B: int) -> tuple:
         if row < 0 or B < 1 or row + B > self.max_batch:
             raise ValueError(
                 f"rows [{row}, {row + B}) outside the cache (max_batch={self.max_batch})"
             )
-        if self._copy_input or x.dtype != self.dtype or not x.flags.c_contiguous:
-            h = self._acts[0][row : row + B]
-            np.copyto(h, x, casting="unsafe")
-        else:
-            h = x
-        acts = self._acts
+        h0 = self._acts[0][row : row + B] if self._copy_input else None
+        fns = []
         for i, layer in enumerate(self.layers):
-            y = acts[i + 1][row : row + B]
-            layer.forward(h, y, row)
-            h = y
-        return h
+            if getattr(layer, "fused", False):  # in place, max applied by the previous layer:
+                continue  # its output is the previous output's buffer, already rectified
+            fns.append(layer.forward_fn(self._acts[i + 1][row : row + B], row))
+        plan = (h0, tuple(fns))
+        self._plans[(row, B)] = plan
+        return plan
 
     def backward(self, dout: np.ndarray, n: int, *, input_grad: bool = False):
         """Backpropagate dout = dL/dout (n, n_outputs) through cache rows [0, n).

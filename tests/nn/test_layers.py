@@ -247,3 +247,25 @@ def test_space_to_depth_kernels_are_adjoint(nb):
     dW = np.zeros_like(W)
     kernels.add_blocks_to_weight(gW, s, dW)
     assert np.isclose((Wall * gW).sum(), (W * dW).sum())
+
+
+def test_network_forward_plans_follow_bind_and_rows():
+    """Network.forward reuses per-(row, batch) views: results must follow bind() (params
+    read at call time) and land in the requested cache rows."""
+    from nbasync.nn import atari_network
+
+    net = atari_network(3, in_channels=2, max_batch=4, dtype=np.float64)
+    net.init_params(0)
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(2, 2, 84, 84))
+    first = net.forward(x, row=1).copy()
+    np.testing.assert_allclose(first, naive.network_forward(net, x), rtol=1e-10, atol=1e-12)
+    params = rng.normal(scale=0.05, size=net.n_params)
+    net.bind(params)
+    again = net.forward(x, row=1)
+    np.testing.assert_allclose(again, naive.network_forward(net, x), rtol=1e-10, atol=1e-12)
+    assert not np.allclose(again, first)
+    one = net.forward(x[1:], row=3).copy()
+    np.testing.assert_allclose(one, again[1:], rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError):
+        net.forward(x, row=3)
