@@ -143,16 +143,14 @@ class Dense(Layer):
         self.forward_fn(y, row)(x)
 
     def forward_fn(self, y, row):
-        bias_forward = K.bias_forward
         if y.shape[0] <= self.SMALL_BATCH:
-            dot = K.dense_forward_dot
+            small = K.dense_forward_small  # dot + bias (+ ReLU): one dispatch
 
             def f(x):
-                dot(x, self.W, y)
-                bias_forward(y, self.b, self.relu)
+                small(x, self.W, self.b, self.relu, y)
                 return y
         else:
-            matmul = np.matmul
+            matmul, bias_forward = np.matmul, K.bias_forward
 
             def f(x):
                 matmul(x, self.W.T, out=y)
@@ -267,11 +265,10 @@ class Conv2d(Layer):
             Z = self.Z[:B]  # scratch (backward recomputes dZ from dy)
             Z2 = Z.reshape(B * self.G, self.nk * n_out)
             s, Ws, nbh, nbw = self.stride, self.Ws, self.nbh, self.nbw
-            s2d, to_blocks, gather = K.space_to_depth_nchw, K.weight_to_blocks, K.blocks_gather
+            s2d, gather = K.space_to_depth_and_blocks, K.blocks_gather
 
             def f(x):
-                s2d(x, s, S4)
-                to_blocks(self.W, s, self.Wall)  # params change between calls
+                s2d(x, self.W, s, S4, self.Wall)  # Wall from W every call: params change
                 matmul(S2, self.Wall, out=Z2)
                 gather(Z, Ws, nbh, nbw, self.b, self.relu, y)
                 return y
@@ -288,11 +285,10 @@ class Conv2d(Layer):
             K.bias_forward,
         )
         if self.in_channels_last:  # Wk refreshed every forward: params change between calls
-            reorder = K.weight_ochw_to_ohwc
+            im2col_w = K.im2col_nhwc_and_weight
 
             def f(x):
-                im2col(x, kh, kw, s, cols)
-                reorder(self.W, self.Wk)
+                im2col_w(x, kh, kw, s, cols, self.W, self.Wk)
                 matmul(cols2, self.Wk.T, out=y2)
                 bias_forward(y2, self.b, self.relu)
                 return y
