@@ -445,11 +445,18 @@ def relu_backward(y, dy, dx):
 def flatten_nhwc_forward(x, y):
     """y[b, (c*H + h)*W + w] = x[b, h, w, c]: channels-last to PyTorch's (C, H, W) order."""
     B, H, W, C = x.shape
+    P = H * W
+    xf = x.reshape(x.size)
+    yf = y.reshape(y.size)
+    uC = np.uint64(C)
+    dst = np.uint64(0)  # y in order, flat unsigned (Atari 9x9x32: 0.0012 vs 0.0016 ms 4-D)
     for b in range(B):
-        for h in range(H):
-            for w in range(W):
-                for c in range(C):
-                    y[b, (c * H + h) * W + w] = x[b, h, w, c]
+        for c in range(C):
+            src = np.uint64(b * P * C + c)
+            for _p in range(P):
+                yf[dst] = xf[src]
+                dst += np.uint64(1)
+                src += uC
 
 
 @jit
@@ -514,6 +521,34 @@ def dense_forward_dot(x, W, y):
     B, n_in = x.shape
     n_out = W.shape[0]
     zero = x.dtype.type(0)
+    if B == 1:  # four rows of W per pass over x (fc1: 0.0394 vs 0.0403 ms by pairs)
+        x0 = x[0]
+        o = 0
+        while o + 4 <= n_out:
+            w0 = W[o]
+            w1 = W[o + 1]
+            w2 = W[o + 2]
+            w3 = W[o + 3]
+            s0 = s1 = s2 = s3 = zero
+            for i in range(n_in):
+                a = x0[i]
+                s0 += a * w0[i]
+                s1 += a * w1[i]
+                s2 += a * w2[i]
+                s3 += a * w3[i]
+            y[0, o] = s0
+            y[0, o + 1] = s1
+            y[0, o + 2] = s2
+            y[0, o + 3] = s3
+            o += 4
+        while o < n_out:
+            w0 = W[o]
+            s0 = zero
+            for i in range(n_in):
+                s0 += x0[i] * w0[i]
+            y[0, o] = s0
+            o += 1
+        return
     for o in range(0, n_out, 2):
         o1 = min(o + 1, n_out - 1)
         w0 = W[o]
