@@ -185,6 +185,12 @@ class Conv2d(Layer):
     The column order of cols follows the input's memory order: (c, i, j) for channels-first
     input (W used as a view), (i, j, c) for channels-last (a permuted copy Wk of W, refreshed
     at each forward; backward uses the weights of the latest forward).
+
+    Channels-first input with a kernel that is a multiple of the stride (the Atari conv1,
+    8x8 / 4) takes the space-to-depth path instead (``self.s2d``, see kernels.py): S, the
+    input cut into stride x stride blocks, is cached per row instead of cols (4x smaller for
+    conv1), forward is one GEMM S @ Wall and a gather, backward its exact adjoint (Wall, like
+    Wk, is refreshed at each forward).
     """
 
     needs_input = False
