@@ -22,8 +22,8 @@ clips, reads and writes it again (4-12 bytes per parameter). ``bench/hogwild.py`
 JIT: fastmath comes from ``nbasync/nn/_jit.py`` (the one place where it is chosen; OFF).
 The decorator adds ``error_model="numpy"`` to it: with numba's default ("python") every
 division carries a zero check that raises ZeroDivisionError, which stops LLVM from vectorising
-the update loop; measured 3.2 ms -> 0.8 ms per Atari-sized step. The norm uses eight
-independent accumulators instead of fastmath reassociation.
+the update loop; measured 3.2 ms -> 0.8 ms per Atari-sized step. The norm's float64 sum is
+the one kernel compiled with fastmath reassociation (only), so that it vectorises.
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ OPTIMIZER_KINDS = ("shared_rmsprop", "rmsprop", "momentum")
 # error_model="numpy": a division by zero gives inf/nan instead of a per-element Python check,
 # which is what lets LLVM vectorise the update loop (about 4x faster here).
 _jit = njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+# The norm's sum only: reassociation (and nothing else) lets the float64 sum vectorise.
+_jit_reduce = njit(cache=True, fastmath={"reassoc"}, error_model="numpy")
 
 
 # ----------------------------------------------------------------------------- kernels
@@ -75,35 +77,17 @@ def _momentum_kernel(params, grads, m, lr, mu):
         params[i] -= lr * mi
 
 
-@_jit
+@_jit_reduce
 def _sum_squares_kernel(x):
-    # Eight independent float64 accumulators: exact enough and several times faster than one
-    # dependent chain, without asking for fastmath reassociation.
-    n = x.shape[0]
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
-    m = n // 8
-    for j in range(m):
-        i = 8 * j
-        v0 = np.float64(x[i])
-        v1 = np.float64(x[i + 1])
-        v2 = np.float64(x[i + 2])
-        v3 = np.float64(x[i + 3])
-        v4 = np.float64(x[i + 4])
-        v5 = np.float64(x[i + 5])
-        v6 = np.float64(x[i + 6])
-        v7 = np.float64(x[i + 7])
-        a0 += v0 * v0
-        a1 += v1 * v1
-        a2 += v2 * v2
-        a3 += v3 * v3
-        a4 += v4 * v4
-        a5 += v5 * v5
-        a6 += v6 * v6
-        a7 += v7 * v7
-    for i in range(8 * m, n):
+    # One float64 accumulator; reassociation (see _jit_reduce) lets LLVM vectorise it into
+    # several independent vector accumulators. Measured on the Atari
+    # network's 677,943 grads, in cache: 0.077 ms against 0.245 ms for the eight scalar
+    # accumulators it replaced.
+    acc = 0.0
+    for i in range(x.shape[0]):
         v = np.float64(x[i])
-        a0 += v * v
-    return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+        acc += v * v
+    return acc
 
 
 @_jit
