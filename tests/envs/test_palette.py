@@ -116,3 +116,46 @@ def test_no_ale_banner():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "A.L.E" not in out.stdout + out.stderr
     assert "Stella" not in out.stdout + out.stderr
+
+
+def test_delta_kernel_equals_full_pass():
+    """_lut_pool_resize_push with delta=True (redo only changed words / rows) gives the
+    bytes of a full pass, on screens that change a little, a lot, and not at all."""
+    rng = np.random.default_rng(0)
+    H, W = 210, 160
+    tables = (*atari_mod.area_tables(W, 84), *atari_mod.area_tables(H, 84))
+    x_idx, x_w, y_idx, y_w = tables
+    lum = rng.integers(0, 256, 256).astype(np.uint16)
+    lut2 = np.maximum(lum[:, None], lum[None, :]).ravel().astype(np.uint16)
+
+    def state():
+        return dict(
+            stack=np.zeros((4, 84, 84), np.uint8),
+            grey=np.zeros((H, W), np.uint8),
+            fw=np.zeros(atari_mod.work_size(H, W, 84), np.float32),
+            prev=np.zeros((2, H, W), np.uint8),
+            rows=np.zeros(H, np.uint8),
+        )
+
+    fast, full = state(), state()
+    b = rng.integers(0, 256, (H, W)).astype(np.uint8)
+    for step in range(40):
+        a, b = b, b.copy()  # the pair is (frame k, frame k + 1)
+        if step % 10 == 9:
+            b[:] = rng.integers(0, 256, (H, W))  # everything changes
+        elif step % 10 != 5:  # step 5: nothing changes
+            r, c = rng.integers(0, H - 8), rng.integers(0, W - 8)
+            b[r : r + 8, c : c + 3] = rng.integers(0, 256, (8, 3))  # a small object moves
+        for st, delta in ((fast, step > 0), (full, False)):
+            ok = atari_mod._lut_pool_resize_push(
+                a, b, lut2, st["stack"], x_idx, x_w, y_idx, y_w, st["grey"], st["fw"],
+                st["prev"], st["rows"], delta,
+            )  # fmt: skip
+            assert ok
+        np.testing.assert_array_equal(fast["stack"], full["stack"])
+        if step % 10 not in (0, 9):  # the delta pass redid a few rows only
+            assert fast["rows"].sum() <= 16  # at most two 8-row patches changed
+    np.testing.assert_array_equal(
+        fast["stack"][-1], atari_mod.resize_area(lum[a].astype(np.uint8), (84, 84),
+                                                 lum[b].astype(np.uint8))
+    )  # fmt: skip
