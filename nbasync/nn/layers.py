@@ -183,14 +183,15 @@ class Conv2d(Layer):
 
     cols is cached per row in forward, so backward needs neither the input nor a 2nd im2col.
     The column order of cols follows the input's memory order: (c, i, j) for channels-first
-    input (W used as a view), (i, j, c) for channels-last (a permuted copy Wk of W, refreshed
-    at each forward; backward uses the weights of the latest forward).
+    input (W used as a view), (i, j, c) for channels-last (a permuted copy Wk of W, redone by a
+    forward only when W's bits changed since the last one, ``kernels.weights_changed``;
+    backward uses the weights of the latest forward).
 
     Channels-first input with a kernel that is a multiple of the stride (the Atari conv1,
     8x8 / 4) takes the space-to-depth path instead (``self.s2d``, see kernels.py): S, the
     input cut into stride x stride blocks, is cached per row instead of cols (4x smaller for
     conv1), forward is one GEMM S @ Wall and a gather, backward its exact adjoint (Wall, like
-    Wk, is refreshed at each forward).
+    Wk, is redone when W changed).
     """
 
     needs_input = False
@@ -238,11 +239,14 @@ class Conv2d(Layer):
         return self.K
 
     def allocate(self, max_batch, dtype):
+        # the W behind Wall / Wk (kernels.weights_changed): reorder only when W changed
+        self.W_seen = np.zeros((self.out_channels, self.K), dtype)
+        self.W_seen_ok = np.zeros(1, np.uint8)
         if self.s2d:
             n_out, G, Cs, nk = self.out_channels, self.G, self.Cs, self.nk
             self.S = np.zeros((max_batch, G, Cs), dtype)  # the input, cached per row
             self.Z = np.zeros((max_batch, G, nk * n_out), dtype)  # GEMM out / dZ in backward
-            self.Wall = np.zeros((Cs, nk * n_out), dtype)  # refreshed every forward
+            self.Wall = np.zeros((Cs, nk * n_out), dtype)  # W reordered when W changed
             self.dWall = np.zeros((Cs, nk * n_out), dtype)
             self.dS = np.zeros((max_batch, G, Cs), dtype)
             return
@@ -274,7 +278,7 @@ class Conv2d(Layer):
             s2d, gather = K.space_to_depth_and_blocks, K.blocks_gather
 
             def f(x):
-                s2d(x, self.W, s, S4, self.Wall)  # Wall from W every call: params change
+                s2d(x, self.W, s, S4, self.Wall, self.W_seen, self.W_seen_ok)
                 matmul(S2, self.Wall, out=Z2)
                 gather(Z, Ws, nbh, nbw, self.b, self.relu, y)
                 return y
@@ -290,11 +294,11 @@ class Conv2d(Layer):
             self._im2col,
             K.bias_forward,
         )
-        if self.in_channels_last:  # Wk refreshed every forward: params change between calls
+        if self.in_channels_last:  # Wk: W in im2col_nhwc's order, redone when W changed
             im2col_w = K.im2col_nhwc_and_weight
 
             def f(x):
-                im2col_w(x, kh, kw, s, cols, self.W, self.Wk)
+                im2col_w(x, kh, kw, s, cols, self.W, self.Wk, self.W_seen, self.W_seen_ok)
                 matmul(cols2, self.Wk.T, out=y2)
                 bias_forward(y2, self.b, self.relu)
                 return y

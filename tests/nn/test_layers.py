@@ -269,3 +269,40 @@ def test_network_forward_plans_follow_bind_and_rows():
     np.testing.assert_allclose(one, again[1:], rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError):
         net.forward(x, row=3)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_conv_weight_reorders_follow_every_change_of_w(dtype):
+    """Conv layers keep their reordered weights (Wall, Wk) across forwards and redo them only
+    when W's bits changed: any in-place change, a -0.0 for a 0.0, a rebind or a NaN must show
+    in the next forward exactly as in a fresh network."""
+    from nbasync.nn import atari_network
+
+    def fresh_output(params, x):
+        other = atari_network(3, in_channels=2, max_batch=2, dtype=dtype)
+        other.bind(params.copy(), other.grads)
+        return other.forward(x).copy()
+
+    net = atari_network(3, in_channels=2, max_batch=2, dtype=dtype)
+    net.init_params(0)
+    x = np.random.default_rng(1).normal(size=(1, 2, 84, 84)).astype(dtype)
+    np.testing.assert_array_equal(net.forward(x), fresh_output(net.params, x))
+    for name in ("conv1.weight", "conv2.weight"):
+        w = net.param(name)
+        w[0, 0, 0, 0] += 1.0  # in place, through the named view
+        np.testing.assert_array_equal(net.forward(x), fresh_output(net.params, x))
+        w[1, 0, 0, 0] = np.nan  # (the ReLU may map it to 0: compare, do not look for NaN)
+        np.testing.assert_array_equal(net.forward(x), fresh_output(net.params, x))
+        assert np.isnan(net.layers[0 if name == "conv1.weight" else 2].W_seen).any()
+        w[1, 0, 0, 0] = 0.0
+        np.testing.assert_array_equal(net.forward(x), fresh_output(net.params, x))
+    net.param("conv2.weight")[:] = 0.0
+    out_zero = net.forward(x).copy()
+    net.param("conv2.weight")[:] = -0.0  # same values, other bits: redone all the same
+    np.testing.assert_array_equal(net.forward(x), out_zero)
+    assert np.signbit(net.layers[2].W_seen).all()
+    other = np.zeros_like(net.params)
+    other[:] = net.params
+    other[: net.param("conv1.weight").size] *= 2.0
+    net.bind(other, net.grads)  # a new buffer
+    np.testing.assert_array_equal(net.forward(x), fresh_output(other, x))
