@@ -5,7 +5,9 @@
 (c) gymnasium AtariPreprocessing + FrameStackObservation(4) (only when cv2 imports).
 
 Same pre-drawn random actions for all, episodes restarted when they end, runs interleaved
-(a, b, c, a, b, c, ...), medians over the repeats. Ratios b/a and b/c are from this run.
+(a, b, c, a, b, c, ...), medians over the repeats. Ratios b/a and b/c are from this run,
+twice: the ratio of the medians, and the median of each round's ratio (robust to the slow
+and fast spells of a shared machine, since one round's runs are seconds apart).
 Timed by default with this thread's CPU time (``time.thread_time``): on a shared, loaded
 machine wall time mostly measures the waits for a core; ``--clock wall`` for wall time.
 The load average is printed with the result.
@@ -130,6 +132,13 @@ def main(argv=None) -> int:
         if gym_env is not None:
             runs["gymnasium"].append(_run_env(gym_env, actions))
     med = {k: statistics.median(v) for k, v in runs.items() if v}
+    # Per-round ratios too: a, b and c of one round run seconds apart, so the machine's slow
+    # and fast spells (a shared VM) cancel in b_i / a_i better than in median(b) / median(a).
+    paired = {
+        other: statistics.median(b / o for b, o in zip(runs["nbasync"], runs[other], strict=True))
+        for other in ("raw_ale", "gymnasium")
+        if runs[other]
+    }
 
     out = {
         "game": args.game,
@@ -146,6 +155,10 @@ def main(argv=None) -> int:
         "ratio_nbasync_over_raw": round(med["nbasync"] / med["raw_ale"], 3),
         "ratio_nbasync_over_gymnasium": (
             round(med["nbasync"] / med["gymnasium"], 3) if "gymnasium" in med else None
+        ),
+        "paired_ratio_nbasync_over_raw": round(paired["raw_ale"], 3),
+        "paired_ratio_nbasync_over_gymnasium": (
+            round(paired["gymnasium"], 3) if "gymnasium" in paired else None
         ),
     }
     if args.json:
@@ -168,9 +181,12 @@ def main(argv=None) -> int:
             print(f"{label:<34}{'skipped (no cv2)':>16}")
     print(f"b/a = {out['ratio_nbasync_over_raw']:.3f}", end="")
     if out["ratio_nbasync_over_gymnasium"] is not None:
-        print(f"   b/c = {out['ratio_nbasync_over_gymnasium']:.3f}")
-    else:
-        print()
+        print(f"   b/c = {out['ratio_nbasync_over_gymnasium']:.3f}", end="")
+    print("   (ratios of the medians)")
+    print(f"b/a = {out['paired_ratio_nbasync_over_raw']:.3f}", end="")
+    if out["paired_ratio_nbasync_over_gymnasium"] is not None:
+        print(f"   b/c = {out['paired_ratio_nbasync_over_gymnasium']:.3f}", end="")
+    print("   (medians of the per-round ratios)")
     return 0
 
 

@@ -183,7 +183,8 @@ def _calibrate(fn, min_time):
 
 
 def timeit(fns, repeats, min_time=0.02):
-    """Median ms per call of each fn (dict name -> fn) over ``repeats`` rounds.
+    """Median ms per call of each fn (dict name -> fn) over ``repeats`` rounds, as
+    ``{name}_ms``, and ``{name}_over_nbasync_paired`` (median of the per-round ratios).
 
     The implementations are INTERLEAVED (one timed loop of each per round), so a load
     change on a shared machine hits all of them alike and their ratios stay meaningful."""
@@ -196,7 +197,15 @@ def timeit(fns, repeats, min_time=0.02):
             for _ in range(n):
                 fn()
             times[name].append((clock() - t0) / n)
-    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
+    out = {f"{name}_ms": 1e3 * statistics.median(t) for name, t in times.items()}
+    # also each other implementation over nbasync, per round (one round's loops run
+    # milliseconds apart, so the slow and fast spells of a shared machine cancel), median
+    base = times.get("nbasync")
+    for name, t in times.items():
+        if base is not None and name != "nbasync":
+            ratios = [a / b for a, b in zip(t, base, strict=True)]
+            out[f"{name}_over_nbasync_paired"] = statistics.median(ratios)
+    return out
 
 
 def bench_net(net_name, repeats, sanity):
@@ -242,8 +251,8 @@ def bench_net(net_name, repeats, sanity):
                         model(tx).backward(tdout)
 
                 fns["torch"] = t_step
-            for impl, ms in timeit(fns, repeats).items():
-                results[f"{key}.{impl}_ms"] = ms
+            for what, value in timeit(fns, repeats).items():
+                results[f"{key}.{what}"] = value
             if sanity is not None and op == "fwdbwd":
                 net64 = build(net_name, max_batch=B, dtype=np.float64)
                 if model is not None:
@@ -353,8 +362,8 @@ def main(argv=None):
         r, f = bench_net(net_name, repeats, sanity)
         results.update(r)
         floors.update(f)
-    if args.json:
-        print(json.dumps(results, sort_keys=True))
+    if args.json:  # the issue's flat {net}.{op}.b{batch}.{impl}_ms keys only
+        print(json.dumps({k: v for k, v in results.items() if k.endswith("_ms")}, sort_keys=True))
         return
     print(f"machine: {machine()}")
     print(f"load: {load()}")
@@ -363,7 +372,7 @@ def main(argv=None):
         f" {args.clock} clock, medians of {repeats} interleaved rounds"
     )
     head = f"{'case':<18}{'MFLOP':>8}{'floor ms':>10}{'nbasync':>10}{'numpy':>10}{'torch':>10}"
-    print(head + f"{'torch/nb':>10}{'numpy/nb':>10}")
+    print(head + f"{'torch/nb':>10}{'numpy/nb':>10}{'paired':>9}")
     for key, fl in floors.items():
         nb = results[f"{key}.nbasync_ms"]
         npy = results[f"{key}.numpy_ms"]
@@ -372,7 +381,10 @@ def main(argv=None):
         row += f"{th:>10.3f}" if th is not None else f"{'-':>10}"
         row += f"{th / nb:>9.2f}x" if th is not None else f"{'-':>10}"
         row += f"{npy / nb:>9.2f}x"
+        paired = results.get(f"{key}.torch_over_nbasync_paired")
+        row += f"{paired:>8.2f}x" if paired is not None else f"{'-':>9}"
         print(row)
+    print("paired: torch/nbasync per interleaved round, median (robust to load spells)")
     for key, err in sanity.items():
         print(f"check {key} (float64): outputs, gradients vs torch (or numpy): {err:.1e}")
     if recurrent:
