@@ -104,26 +104,6 @@ def area_tables(src_size: int, dst_size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @numba.njit(cache=True, nogil=True)
-def _lut_max_into(a, b, lut2, grey):
-    """grey = max(luminance(a), luminance(b)) through the pair table; False on an unseen index.
-
-    a, b: (H, W) uint8 palette indices (``ale.getScreen``); ``lut2[(i << 8) | j]`` is
-    ``max(lum[i], lum[j])`` or >= 256 when ``i`` or ``j`` has not been seen yet. One gather
-    per pixel (the floor of any table lookup); ``grey`` is garbage when False is returned.
-    """
-    n = a.size
-    af = a.reshape(n)
-    bf = b.reshape(n)
-    gf = grey.reshape(n)
-    bad = np.uint16(0)
-    for k in range(n):
-        v = lut2[(np.int64(af[k]) << 8) | bf[k]]
-        bad |= v
-        gf[k] = np.uint8(v)
-    return bad < 256
-
-
-@numba.njit(cache=True, nogil=True)
 def _resize_into(grey, out, x_idx, x_w, y_idx, y_w, fw, row_changed):
     """Area resize ``grey`` (H, W) uint8 -> ``out`` (h, w) uint8; ``fw`` float32 scratch.
 
@@ -207,27 +187,23 @@ def work_size(H: int, W: int, h: int) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
-def _pool_resize_push(a, b, lut2, stack, x_idx, x_w, y_idx, y_w, grey, fw, fill):
-    """One step's image work in one call: pool two frames, resize, push into the stack.
+def _pool_resize_push(a, b, stack, x_idx, x_w, y_idx, y_w, grey, fw, fill):
+    """One step's image work on grey screens in one call: pool, resize, push into the stack.
 
-    ``lut2.size == 0``: a, b are grey screens, pooled as ``max(a, b)``. Otherwise a, b are
-    palette-index screens turned into luminance through ``lut2`` (see :func:`_lut_max_into`);
-    returns False, with ``stack`` untouched, when a pixel has an index the table lacks.
-    Then the stack shifts one slot (oldest out) and the resized frame goes into the last
-    slot; ``fill=True`` writes it into every slot instead. ``grey`` (H, W) uint8 and ``fw``
-    (:func:`work_size`) float32 are scratch.
+    ``a``, ``b`` (H, W) uint8 grey screens are pooled as ``max(a, b)`` into ``grey``; then
+    the stack shifts one slot (oldest out) and the resized frame goes into the last slot;
+    ``fill=True`` writes it into every slot instead. ``grey`` (H, W) uint8 and ``fw``
+    (:func:`work_size`) float32 are scratch. The palette fast path has its own kernel,
+    :func:`_lut_pool_resize_push`.
     """
-    if lut2.size == 0:
-        n = a.size
-        af = a.reshape(n)
-        bf = b.reshape(n)
-        gf = grey.reshape(n)
-        for k in range(n):
-            v = af[k]
-            v2 = bf[k]
-            gf[k] = v2 if v2 > v else v
-    elif not _lut_max_into(a, b, lut2, grey):
-        return False
+    n = a.size
+    af = a.reshape(n)
+    bf = b.reshape(n)
+    gf = grey.reshape(n)
+    for k in range(n):
+        v = af[k]
+        v2 = bf[k]
+        gf[k] = v2 if v2 > v else v
     C = stack.shape[0]
     plane = stack.shape[1] * stack.shape[2]
     flat = stack.reshape(C * plane)
@@ -238,22 +214,24 @@ def _pool_resize_push(a, b, lut2, stack, x_idx, x_w, y_idx, y_w, grey, fw, fill)
     if fill:
         for k in range((C - 1) * plane):
             flat[k] = flat[last * plane + k % plane]
-    return True
 
 
-_NO_LUT = np.zeros(0, np.uint16)
 _EVERY_ROW = np.zeros(0, np.uint8)
 
 
 @numba.njit(cache=True, nogil=True)
 def _lut_max_delta(a, b, lut2, grey, prev, row_changed, delta):
-    """:func:`_lut_max_into` for the 8-pixel words of (a, b) that differ from ``prev``.
+    """grey = max(luminance(a), luminance(b)) through the pair table, for the 8-pixel words
+    of (a, b) that differ from ``prev``; False on an unseen index.
 
-    ``prev`` (2, H, W) uint8 holds the (a, b) that ``grey`` was made from; with ``delta``
-    only words where ``a`` or ``b`` changed are looked up (consecutive Atari frames differ
-    in few places) and copied into ``prev``; without it every word is. ``row_changed[r]``
-    says whether any word of row ``r`` was redone. W must be a multiple of 8. On False (an
-    unseen index) ``grey`` and ``prev`` are garbage: the next call must pass delta=False.
+    a, b: (H, W) uint8 palette indices (``ale.getScreen``); ``lut2[(i << 8) | j]`` is
+    ``max(lum[i], lum[j])``, or >= 256 when ``i`` or ``j`` has not been seen yet (one
+    gather per pixel gives the pooled grey and the check). ``prev`` (2, H, W) uint8 holds
+    the (a, b) that ``grey`` was made from; with ``delta`` only words where ``a`` or ``b``
+    changed are looked up (consecutive Atari frames differ in few places) and copied into
+    ``prev``; without it every word is. ``row_changed[r]`` says whether any word of row
+    ``r`` was redone. W must be a multiple of 8. On False (an unseen index) ``grey`` and
+    ``prev`` are garbage: the next call must pass delta=False.
     """
     H, W = a.shape
     n = H * W
@@ -300,8 +278,9 @@ def _lut_max_delta(a, b, lut2, grey, prev, row_changed, delta):
 def _lut_pool_resize_push(
     a, b, lut2, stack, x_idx, x_w, y_idx, y_w, grey, fw, prev, row_changed, delta
 ):
-    """The fast path's per-step kernel: :func:`_pool_resize_push` for palette-index screens,
-    redoing only what changed since the previous call when ``delta`` is True.
+    """The fast path's per-step kernel: :func:`_pool_resize_push` for palette-index screens
+    (through :func:`_lut_max_delta`), redoing only what changed since the previous call
+    when ``delta`` is True.
 
     With ``delta`` the lookup runs on the 8-pixel words of (a, b) that differ from the
     previous call's (kept in ``prev``), and the resize's vertical pass on the output rows
@@ -343,7 +322,7 @@ def resize_area(src: np.ndarray, out_shape: tuple[int, int], other: np.ndarray |
     out = np.empty((1, h, w), np.uint8)
     grey = np.empty(src.shape, np.uint8)
     fw = np.empty(work_size(src.shape[0], src.shape[1], h), np.float32)
-    _pool_resize_push(src, other, _NO_LUT, out, x_idx, x_w, y_idx, y_w, grey, fw, True)
+    _pool_resize_push(src, other, out, x_idx, x_w, y_idx, y_w, grey, fw, True)
     return out[0]
 
 
@@ -356,7 +335,7 @@ def preprocess_into(stack, a, b, tables, fill=False):
     x_idx, x_w, y_idx, y_w = tables
     grey = np.empty(a.shape, np.uint8)
     fw = np.empty(work_size(a.shape[0], a.shape[1], y_idx.shape[0]), np.float32)
-    _pool_resize_push(a, b, _NO_LUT, stack, x_idx, x_w, y_idx, y_w, grey, fw, fill)
+    _pool_resize_push(a, b, stack, x_idx, x_w, y_idx, y_w, grey, fw, fill)
     return stack
 
 
@@ -626,7 +605,7 @@ class AtariEnv(gymnasium.Env):
                 self._learn(self._ref, grey)
             x_idx, x_w, y_idx, y_w = self._tables
             _pool_resize_push(
-                grey, grey, _NO_LUT, self._stack, x_idx, x_w, y_idx, y_w, self._pooled, self._fw,
+                grey, grey, self._stack, x_idx, x_w, y_idx, y_w, self._pooled, self._fw,
                 True,
             )  # fmt: skip
             self._delta_ok = False  # _pooled and _fw now hold a greyscale frame's work
@@ -695,14 +674,14 @@ class AtariEnv(gymnasium.Env):
             else:  # contradiction in ALE's table (see _Palette): greys from what we have
                 g1 = pal.lum[b].astype(np.uint8) if grabbed1 else self._grey0
                 _pool_resize_push(
-                    self._grey0, g1, _NO_LUT, self._stack, x_idx, x_w, y_idx, y_w,
+                    self._grey0, g1, self._stack, x_idx, x_w, y_idx, y_w,
                     self._pooled, self._fw, False,
                 )  # fmt: skip
         else:
             self._delta_ok = False
             ale.getScreenGrayscale(buf0)
             _pool_resize_push(
-                buf0, b, _NO_LUT, self._stack, x_idx, x_w, y_idx, y_w, self._pooled, self._fw,
+                buf0, b, self._stack, x_idx, x_w, y_idx, y_w, self._pooled, self._fw,
                 False,
             )  # fmt: skip
         lives = ale.lives()
