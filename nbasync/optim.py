@@ -23,7 +23,7 @@ JIT: fastmath comes from ``nbasync/nn/_jit.py`` (the one place where it is chose
 The decorator adds ``error_model="numpy"`` to it: with numba's default ("python") every
 division carries a zero check that raises ZeroDivisionError, which stops LLVM from vectorising
 the update loop; measured 3.2 ms -> 0.8 ms per Atari-sized step. The norm's float64 sum is
-the one kernel compiled with fastmath reassociation (only), so that it vectorises.
+compiled with nn/_jit.py's REDUCE_FASTMATH (reassociation), so that it vectorises.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .nn._jit import FASTMATH
+from .nn._jit import FASTMATH, REDUCE_FASTMATH
 
 __all__ = [
     "RMSProp",
@@ -51,8 +51,8 @@ OPTIMIZER_KINDS = ("shared_rmsprop", "rmsprop", "momentum")
 # error_model="numpy": a division by zero gives inf/nan instead of a per-element Python check,
 # which is what lets LLVM vectorise the update loop (about 4x faster here).
 _jit = njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-# The norm's sum only: reassociation (and nothing else) lets the float64 sum vectorise.
-_jit_reduce = njit(cache=True, fastmath={"reassoc"}, error_model="numpy")
+# The norm's sum only: nn/_jit.py's reduction flags (reassociation lets the sum vectorise).
+_jit_reduce = njit(cache=True, fastmath=REDUCE_FASTMATH, error_model="numpy")
 
 
 # ----------------------------------------------------------------------------- kernels

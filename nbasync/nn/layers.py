@@ -239,9 +239,10 @@ class Conv2d(Layer):
         return self.K
 
     def allocate(self, max_batch, dtype):
-        # the W behind Wall / Wk (kernels.weights_changed): reorder only when W changed
-        self.W_seen = np.zeros((self.out_channels, self.K), dtype)
-        self.W_seen_ok = np.zeros(1, np.uint8)
+        if self.s2d or self.in_channels_last:  # W is reordered (Wall / Wk), not a view:
+            # the W behind it (kernels.weights_changed), to reorder only when W changed
+            self.W_seen = np.zeros((self.out_channels, self.K), dtype)
+            self.W_seen_ok = np.zeros(1, np.uint8)
         if self.s2d:
             n_out, G, Cs, nk = self.out_channels, self.G, self.Cs, self.nk
             self.S = np.zeros((max_batch, G, Cs), dtype)  # the input, cached per row
