@@ -1,9 +1,11 @@
 """Command-line entry points: nbasync-train, nbasync-eval, nbasync-plot.
 
 This module only parses, validates and calls. Every error a user can cause (bad option,
-unknown algorithm or environment, missing or mismatched run file, a worker that died) ends
-as ONE line on stderr and exit code 2; the options of nbasync-train are generated from
-``TrainConfig``'s fields, so they cannot drift from the settings.
+unknown algorithm or environment, missing or mismatched run file) ends as ONE line on
+stderr and exit code 2; a run that fails otherwise (divergence, a dead worker) as one line
+and exit code 3; a bug shows its traceback (``nbasync.errors`` has the policy). The options
+of nbasync-train are generated from ``TrainConfig``'s fields, so they cannot drift from the
+settings.
 """
 
 from __future__ import annotations
@@ -14,13 +16,12 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from .config import ALGOS, ConfigError, TrainConfig, build_config, load_toml
+from .config import ALGOS, TrainConfig, build_config, load_toml
+from .errors import EXIT_USAGE, RunFailedError, UserInputError
 
-EXIT_USAGE = 2
 
-
-class UserError(Exception):
-    """Anything caused by the user's input; shown as one line, exit code 2."""
+class UserError(UserInputError):
+    """A bad command-line option; shown as one line, exit code 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,26 +31,28 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(message)
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that mean bad input, from every layer that can raise one."""
-    from .envs import EnvError
-    from .runfile import RunFileError
+def _run(prog: str, main: Callable[[Sequence[str] | None], int], argv) -> int:
+    """Exit codes and what is printed: see ``nbasync.errors``."""
     from .runner import WorkerError
 
-    return (UserError, ConfigError, EnvError, RunFileError, WorkerError)
-
-
-def _run(prog: str, main: Callable[[Sequence[str] | None], int], argv) -> int:
     try:
         return main(argv)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:
-        if isinstance(exc, _user_errors()):
+    except UserInputError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except WorkerError as exc:
+        if exc.kind == "bug":  # a bug in nbasync: the worker's traceback, then the line
+            print(exc.traceback.rstrip(), file=sys.stderr)
             print(f"{prog}: error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        raise
+            return 1
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if exc.kind == "input" else exc.exit_code
+    except RunFailedError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
 
 
 # -- nbasync-train ------------------------------------------------------------------------

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import UserInputError
+
 ALGOS = ("onestep_q", "onestep_sarsa", "nstep_q", "a3c")
 VALUE_ALGOS = ("onestep_q", "onestep_sarsa", "nstep_q")
 OPTIMIZERS = ("shared_rmsprop", "rmsprop", "momentum")
@@ -24,7 +26,7 @@ NETWORKS = ("auto", "mlp", "atari")
 PRESET_NAMES = ("auto", "atari", "classic", "continuous")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserInputError):
     """A bad setting; its message is one line that names the setting."""
 
 

@@ -1,7 +1,8 @@
 """The HDF5 run file: one per training run, at ``<out_dir>/run.h5``.
 
 Owns: the on-disk layout (see docs/runfile.md), the config and parameter layout of a run,
-its last ``keep`` checkpoints, and its episode log. A leaf module: numpy, h5py, stdlib.
+its last ``keep`` checkpoints, and its episode log. A leaf module: numpy, h5py, stdlib
+(and the leaf ``errors``).
 
 Every write is atomic. ``save()`` and ``write_checkpoint()`` write the WHOLE file to
 ``run.h5.tmp`` in the same directory, fsync it, then ``os.replace`` it onto ``run.h5`` (and
@@ -31,6 +32,8 @@ from typing import Any
 
 import h5py
 import numpy as np
+
+from .errors import UserInputError
 
 __all__ = [
     "FILE_NAME",
@@ -84,7 +87,7 @@ _CKPT_GROUP = "checkpoints"
 _STEP_WIDTH = 12
 
 
-class RunFileError(Exception):
+class RunFileError(UserInputError):
     """A run file is missing, unreadable, corrupt, incompatible or cannot be written."""
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait as _wait_ready
 from typing import Any
 
+from .errors import RunFailedError, UserInputError
 from .shared import SharedHandle, SharedState, install_sigterm_exit
 
 __all__ = ["run_workers", "RunResult", "WorkerError", "THREAD_ENV", "pinned_thread_env"]
@@ -40,21 +41,35 @@ __all__ = ["run_workers", "RunResult", "WorkerError", "THREAD_ENV", "pinned_thre
 #: with processes, not with threads inside them).
 THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
-_ERROR_TAG = "worker_error"  # (tag, index, exc_type, message, traceback) - consumed here
+_ERROR_TAG = "worker_error"  # (tag, index, exc_type, message, traceback, kind) - consumed here
 
 
-class WorkerError(RuntimeError):
+def _error_kind(exc: BaseException) -> str:
+    """How the command line shows a worker's exception (see ``nbasync.errors``)."""
+    if isinstance(exc, UserInputError):
+        return "input"
+    if isinstance(exc, RunFailedError):
+        return "failure"
+    return "bug"
+
+
+class WorkerError(RunFailedError):
     """A worker died (non-zero exit, signal, exception) and the run was stopped.
 
     ``str(err)`` is one line, suitable for a CLI error message. ``err.traceback`` holds the
-    worker's traceback when it raised (empty when it was killed).
+    worker's traceback when it raised (empty when it was killed). ``err.kind``: "killed"
+    (no exception: a signal or an exit code), "input" (it raised one of nbasync's input
+    errors), "failure" (a ``RunFailedError``) or "bug" (anything else: show the traceback).
     """
 
-    def __init__(self, index: int, exitcode: int | None, message: str, tb: str = ""):
+    def __init__(
+        self, index: int, exitcode: int | None, message: str, tb: str = "", kind: str = "killed"
+    ):
         self.index = index
         self.exitcode = exitcode
         self.traceback = tb
-        super().__init__(message)
+        self.kind = kind
+        super().__init__(message, details=tb)
 
 
 @dataclass
@@ -115,7 +130,7 @@ def _worker_main(worker_fn, index, handle, args, events, stop, parent_pid) -> No
     except BaseException as e:  # noqa: BLE001 - reported to the parent, then exit 1
         tb = traceback.format_exc()
         with contextlib.suppress(Exception):
-            events.put((_ERROR_TAG, index, type(e).__name__, str(e), tb))
+            events.put((_ERROR_TAG, index, type(e).__name__, str(e), tb, _error_kind(e)))
         sys.exit(1)
 
 
@@ -208,15 +223,15 @@ def run_workers(
             except (queue.Empty, OSError, EOFError, ValueError):
                 return
             if isinstance(ev, tuple) and ev and ev[0] == _ERROR_TAG:
-                errors[ev[1]] = (ev[2], ev[3], ev[4])
+                errors[ev[1]] = ev[2:]
             elif on_event is not None:
                 on_event(ev)
 
     def death_error(i: int, code: int | None) -> WorkerError:
         drain(0.2)  # the worker's error report is flushed before it exits
         if i in errors:
-            etype, msg, tb = errors.pop(i)
-            return WorkerError(i, code, f"worker {i} raised {etype}: {msg}", tb)
+            etype, msg, tb, kind = errors.pop(i)
+            return WorkerError(i, code, f"worker {i} raised {etype}: {msg}", tb, kind)
         return WorkerError(i, code, f"worker {i} {_describe_exit(code)}")
 
     reason = "finished"
@@ -246,6 +261,7 @@ def run_workers(
                                 code,
                                 f"{err} (after {restarts} restarts, max_restarts)",
                                 err.traceback,
+                                err.kind,
                             )
                         failure = err
                         break

@@ -145,7 +145,7 @@ def _workers_of(proc) -> list[int]:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("how", "expected_codes"),
-    [("SIGINT", (130,)), ("SIGTERM", (143, -15)), ("kill_worker", (2,))],
+    [("SIGINT", (130,)), ("SIGTERM", (143, -15)), ("kill_worker", (3,))],
 )
 def test_every_ending_cleans_up_and_keeps_a_checkpoint(tmp_path, how, expected_codes):
     proc = _start(tmp_path)

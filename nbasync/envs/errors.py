@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..errors import UserInputError
 
-class EnvError(ValueError):
+
+class EnvError(UserInputError):
     """A bad environment id, option or space; the message is one line and names the culprit."""
