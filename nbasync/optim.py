@@ -39,6 +39,7 @@ __all__ = [
     "RMSProp",
     "MomentumSGD",
     "clip_grad_norm",
+    "global_norm",
     "linear_lr",
     "make_optimizer",
     "rmsprop_step",
@@ -141,16 +142,21 @@ def momentum_step(params, grads, m, lr, momentum=0.9) -> None:
     _momentum_kernel(params, grads, m, t(lr), t(momentum))
 
 
+def global_norm(grads: np.ndarray) -> float:
+    """The L2 norm of a flat gradient (float64 sum); inf or nan when an element is."""
+    _check_flat("grads", grads)
+    return math.sqrt(_sum_squares_kernel(grads))
+
+
 def clip_grad_norm(grads: np.ndarray, max_norm: float = 40.0) -> float:
     """Scale ``grads`` in place so that its global L2 norm is at most ``max_norm``.
 
     Returns the norm BEFORE clipping (as a Python float). A non-finite norm is returned
     unchanged and the gradient is left alone, so the caller can detect and skip it.
     """
-    _check_flat("grads", grads)
     if max_norm <= 0:
         raise ValueError(f"max_norm must be > 0, got {max_norm}")
-    norm = math.sqrt(_sum_squares_kernel(grads))
+    norm = global_norm(grads)
     if math.isfinite(norm) and norm > max_norm:
         if not grads.flags.writeable:
             raise ValueError("grads is read-only")

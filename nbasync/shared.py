@@ -8,7 +8,9 @@ SIGTERM -> clean-exit conversion that makes that lifecycle hold on every kind of
 Layout: ONE POSIX shared-memory segment named ``nbasync_<parent pid>_<random hex>``:
 
     control  (n_workers + 3) slots of 64 bytes (one cache line each, no false sharing):
-             [0, n_workers)  steps done by worker i (int64; only worker i writes slot i)
+             [0, n_workers)  worker i's slot (int64s; only worker i writes it):
+                             [0] steps done, [1] updates skipped (non-finite gradient),
+                             [2] updates skipped in a row since the last applied one
              STOP            1 once a stop was requested
              LAST_TARGET     global step of the last target copy, rounded down to a multiple
                              of the interval ("steps since last target update", paper notes)
@@ -321,6 +323,22 @@ class SharedState:
 
     def worker_steps(self, worker: int) -> int:
         return int(self._steps[worker])
+
+    def record_update(self, worker: int, applied: bool) -> None:
+        """Worker ``worker`` applied an update, or skipped one whose gradient was not finite.
+        Only that worker may write its slot; the parent reads ``skipped_updates``."""
+        slot = self._ctrl[worker]
+        if applied:
+            if slot[2]:
+                slot[2] = 0
+        else:
+            slot[1] += 1
+            slot[2] += 1
+
+    def skipped_updates(self, worker: int) -> tuple[int, int]:
+        """(skipped in all, skipped in a row now) for ``worker``."""
+        slot = self._ctrl[worker]
+        return int(slot[1]), int(slot[2])
 
     def global_step(self) -> int:
         """T: the sum of every worker's steps (lock-free; may lag in-flight increments)."""

@@ -24,14 +24,18 @@ from .algos.base import ActorLearner, build_network, env_options, env_spec
 from .algos.evaluate import EvalResult, evaluate
 from .config import ConfigError, TrainConfig, build_config, validate
 from .envs import make_env
+from .errors import DivergedError
 from .runfile import RunFile, RunFileError
 from .runner import run_workers
 from .shared import SharedState
 
 # Settings a resumed run may change; everything else must match the run file.
 RESUMABLE = frozenset(
-    {"steps", "workers", "quiet", "checkpoint_every", "eval_episodes", "out", "time_limit"}
-)
+    {
+        "steps", "workers", "quiet", "checkpoint_every", "eval_episodes", "out", "time_limit",
+        "skip_limit",
+    }
+)  # fmt: skip
 
 
 @dataclass
@@ -42,6 +46,7 @@ class TrainSummary:
     elapsed_s: float
     mean_return: float
     evaluation: EvalResult | None = None
+    skipped_updates: int = 0
 
     def describe(self) -> str:
         text = (
@@ -49,6 +54,8 @@ class TrainSummary:
             f"({self.steps / max(self.elapsed_s, 1e-9):.0f} steps/s), mean return of the last "
             f"100 episodes {self.mean_return:.1f}; run file {self.out_dir / 'run.h5'}"
         )
+        if self.skipped_updates:
+            text += f"\n{self.skipped_updates} updates skipped (non-finite gradients)"
         if self.evaluation is not None:
             text += "\n" + self.evaluation.describe()
         return text
@@ -64,6 +71,7 @@ class Progress:
     start_time: float = field(default_factory=time.time)
     returns: collections.deque = field(default_factory=lambda: collections.deque(maxlen=100))
     episodes: int = 0
+    skipped_updates: int = 0
     _last_print: float = 0.0
 
     def episode(self, ret: float) -> None:
@@ -81,6 +89,7 @@ class Progress:
             f"steps {step:>10,d}/{self.total_steps:,d} | {rate:7.0f} steps/s | "
             f"episodes {self.episodes:6d} | mean return (100) {self.mean_return():8.2f} | "
             f"{_clock(elapsed)} elapsed, {_clock(left)} left"
+            + (f" | skipped updates {self.skipped_updates}" if self.skipped_updates else "")
         )
 
     def show(self, step: int, final: bool = False) -> None:
@@ -245,9 +254,39 @@ def _run(
             runfile.append_episode(worker, step, elapsed0 + wall - started, ret, length)
             progress.episode(ret)
 
+        def params_finite() -> bool:
+            return bool(np.isfinite(state.params).all()) and (
+                state.opt_stats is None or bool(np.isfinite(state.opt_stats).all())
+            )
+
+        def check_diverged(step: int) -> None:
+            """Workers never apply a non-finite update; stop when they keep skipping, or when
+            theta (or g) went non-finite anyway. The last checkpoint written stays intact."""
+            skipped = [state.skipped_updates(i) for i in range(config.workers)]
+            progress.skipped_updates = sum(total for total, _ in skipped)
+            cause = ""
+            for i, (_, in_a_row) in enumerate(skipped):
+                if in_a_row >= config.skip_limit:
+                    cause = (
+                        f"worker {i} skipped its last {in_a_row} updates (gradients with NaN or "
+                        f"inf, --skip-limit {config.skip_limit})"
+                    )
+                    break
+            else:
+                if not params_finite():
+                    cause = "the shared parameters or RMSProp statistics turned NaN or inf"
+            if cause:
+                steps = runfile.checkpoint_steps()
+                kept = f"last good checkpoint: step {steps[-1]:,}" if steps else "no checkpoint"
+                raise DivergedError(
+                    f"training diverged at step {step:,}: {cause}; {kept} "
+                    f"(try a lower --lr, or --grad-clip)"
+                )
+
         def on_poll() -> None:
             nonlocal next_checkpoint
             step = state.global_step()
+            check_diverged(step)
             progress.show(step)
             if config.checkpoint_every and step >= next_checkpoint:
                 checkpoint()
@@ -266,9 +305,16 @@ def _run(
                 poll_s=0.25,
                 on_poll=on_poll,
             )
-        finally:
-            # The last good state is kept whatever ended the run (a worker failure included).
-            checkpoint()
+        except DivergedError:
+            raise  # keep the checkpoints written before the divergence; add none
+        except BaseException:
+            # The last good state is kept whatever else ended the run (a worker failure,
+            # Ctrl-C, SIGTERM), unless theta itself is no longer finite.
+            if params_finite():
+                checkpoint()
+            raise
+        check_diverged(state.global_step())
+        checkpoint()
         step = state.global_step()
         progress.show(step, final=True)
         params_final = state.params.copy()
@@ -276,7 +322,13 @@ def _run(
     if config.eval_episodes:
         evaluation = evaluate(config, params_final, config.eval_episodes, seed=config.seed + 10_000)
     return TrainSummary(
-        Path(config.out), step, progress.episodes, elapsed(), progress.mean_return(), evaluation
+        Path(config.out),
+        step,
+        progress.episodes,
+        elapsed(),
+        progress.mean_return(),
+        evaluation,
+        progress.skipped_updates,
     )
 
 

@@ -79,3 +79,36 @@ def test_console_script_exit_code():
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "nope" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("kind", "code", "traceback_shown"),
+    [("bug", 1, True), ("input", 2, False), ("failure", 3, False), ("killed", 3, False)],
+)
+def test_worker_errors_follow_the_exit_code_policy(kind, code, traceback_shown, capsys):
+    """A worker's bug shows its traceback; nbasync's own errors and deaths are one line."""
+    from nbasync.cli import _run
+    from nbasync.runner import WorkerError
+
+    tb = 'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: boom\n'
+
+    def main(argv):
+        raise WorkerError(1, 1, "worker 1 raised ValueError: boom", tb, kind)
+
+    assert _run("nbasync-train", main, []) == code
+    err = capsys.readouterr().err
+    assert ("Traceback" in err) == traceback_shown
+    assert err.strip().splitlines()[-1] == "nbasync-train: error: worker 1 raised ValueError: boom"
+    if not traceback_shown:
+        assert len(err.strip().splitlines()) == 1
+
+
+def test_divergence_is_a_run_failure_not_bad_input(capsys):
+    from nbasync.cli import _run
+    from nbasync.errors import DivergedError
+
+    def main(argv):
+        raise DivergedError("training diverged at step 5: x")
+
+    assert _run("nbasync-train", main, []) == 3
+    assert capsys.readouterr().err == "nbasync-train: error: training diverged at step 5: x\n"

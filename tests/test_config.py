@@ -22,10 +22,24 @@ def test_classic_preset_and_paper_defaults():
     assert c.final_epsilons == (0.1, 0.01, 0.5)
 
 
+FRAMES_PER_STEP = 4  # Atari action repeat
+
+
 def test_atari_preset_uses_paper_settings():
-    c = build_config({"algo": "a3c", "env": "ALE/Pong-v5"})
+    c = build_config({"algo": "nstep_q", "env": "ALE/Pong-v5"})
     assert c.network == "atari" and c.clip_rewards and c.lr == 7e-4
-    assert c.target_interval == 40_000 and c.epsilon_anneal_steps == 1_000_000
+    # The paper counts these in frames: target copy every 40,000, epsilon over 4M.
+    assert c.target_interval * FRAMES_PER_STEP == 40_000
+    assert c.epsilon_anneal_steps * FRAMES_PER_STEP == 4_000_000
+
+
+def test_help_says_which_defaults_are_not_the_papers():
+    from nbasync.cli import train_parser
+
+    text = " ".join(train_parser().format_help().split())
+    assert "LogUniform(1e-4, 1e-2)" in text and "not a value the paper states" in text
+    assert "the paper does not state gradient clipping" in text
+    assert "40,000 frames are 10,000 agent steps" in text
 
 
 def test_explicit_settings_override_preset():

@@ -187,3 +187,47 @@ def test_eval_and_plot_a_run(tmp_path, capsys):
     png = tmp_path / "curve.png"
     assert plot_main([str(tmp_path / "run"), "-o", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- divergence: never train on NaN, never lose the last good checkpoint --------------------
+
+# lr 1e30 is a valid number that makes the first update overflow theta's forward pass into
+# inf/NaN, so every later gradient is non-finite: a reproducible trigger. (--lr 10, reported
+# as a trigger on an earlier version, stays finite on CartPole here: max |theta| ~ 500-1250
+# after 200k steps, two seeds.)
+DIVERGING = ["--algo", "a3c", "--lr", "1e30", "--workers", "2", "--quiet", "--steps", "200000"]
+
+
+def test_diverging_run_stops_with_one_line_and_exit_3(tmp_path, capsys):
+    from nbasync.cli import train_main
+
+    code = train_main([*DIVERGING, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 3, err
+    (line,) = err.strip().splitlines()
+    assert "training diverged at step" in line and "skipped its last" in line
+    for step in RunFile.open(tmp_path / "run").checkpoint_steps():  # any it wrote are finite
+        assert np.isfinite(RunFile.open(tmp_path / "run").load_checkpoint(step).params).all()
+    assert not shm_segments(os.getpid())
+
+
+@pytest.mark.slow
+def test_divergence_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    from nbasync.cli import train_main
+
+    run = str(tmp_path / "run")
+    # Skipping every update (skip limit out of reach) leaves theta finite: a checkpoint.
+    code = train_main([*DIVERGING, "--steps", "3000", "--skip-limit", "1000000000", "--out", run])
+    assert code == 0
+    summary = capsys.readouterr().out
+    assert "updates skipped (non-finite gradients)" in summary
+    before = RunFile.open(run).latest_checkpoint()
+    assert np.isfinite(before.params).all()
+    # Resumed with a skip limit, the run stops at once and adds no checkpoint.
+    code = train_main(["--resume", run, "--steps", "200000", "--skip-limit", "50"])
+    err = capsys.readouterr().err
+    assert code == 3 and "diverged" in err and "Traceback" not in err
+    after = RunFile.open(run).latest_checkpoint()
+    assert after.step == before.step
+    np.testing.assert_array_equal(after.params, before.params)
+    assert f"last good checkpoint: step {before.step:,}" in err

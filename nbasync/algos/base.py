@@ -14,6 +14,7 @@ runs backward over the rollout without a second forward pass.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -22,7 +23,7 @@ import numpy as np
 from ..config import TrainConfig
 from ..envs import EnvInfo, describe, is_atari_id, make_env, require_discrete
 from ..nn import NetworkPair, atari_network, mlp_network
-from ..optim import clip_grad_norm, linear_lr, make_optimizer
+from ..optim import clip_grad_norm, global_norm, linear_lr, make_optimizer
 from .targets import draw_final_epsilon, epsilon_at
 
 EPISODE_EVENT = "episode"
@@ -153,6 +154,8 @@ class ActorLearner:
             eps=config.rmsprop_eps,
             momentum=config.momentum,
         )
+        # Largest gradient norm whose squares cannot overflow g (float32: ~1.8e19).
+        self._max_unclipped_norm = math.sqrt(float(np.finfo(self.net.params.dtype).max))
         self.final_epsilon = final_epsilon_of(config, index)
         self.episode_return = 0.0
         self.episode_length = 0
@@ -171,11 +174,14 @@ class ActorLearner:
 
     # -- environment ----------------------------------------------------------------------
     def reset(self) -> np.ndarray:
-        """A new episode: the environment, the episode counters and the LSTM state (zeros)."""
+        """A new episode for learning: the environment and the LSTM state (zeros).
+
+        The logged episode's return and length are not touched here: they restart only when
+        the game really ended (see :meth:`step`), so with loss-of-life-as-terminal the log
+        carries the whole game, every life, as the paper reports it.
+        """
         obs, _ = self.env.reset()
         self.net.reset_state()
-        self.episode_return = 0.0
-        self.episode_length = 0
         return obs
 
     def step(self, action) -> tuple[np.ndarray, float, bool, bool]:
@@ -184,14 +190,16 @@ class ActorLearner:
         ``action``: an int (discrete) or a float array already clipped to the bounds. The
         reward for learning is clipped to [-1, 1] (``clip_rewards``), then scaled by
         ``reward_scale``.
-        Logs the episode (raw, unclipped return) when the real game ends; with
-        loss-of-life-as-terminal the game goes on after a "terminated" life loss.
+        Logs the episode (raw, unclipped return, agent steps) once when it really ends:
+        terminated with the game over, or truncated (a time limit ends the game too, and
+        Atari's ``game_over`` is false then). With loss-of-life-as-terminal a life loss is
+        ``terminated`` for learning, but the game, its return and its length go on.
         """
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.episode_return += float(reward)
         self.episode_length += 1
         self.state.add_steps(self.index, 1)
-        if (terminated or truncated) and info.get("game_over", True):
+        if truncated or (terminated and info.get("game_over", True)):
             self.events.put(
                 (
                     EPISODE_EVENT,
@@ -236,19 +244,33 @@ class ActorLearner:
         """Q(s, .; theta-) for the states in obs rows [first_row, first_row + n)."""
         return self.target_net.forward(self.obs[first_row : first_row + n], row=0)
 
-    def apply_gradients(self, n: int) -> None:
-        """Backprop dout rows [0, n) through theta' and apply the update to shared theta."""
+    def apply_gradients(self, n: int) -> bool:
+        """Backprop dout rows [0, n) through theta' and apply the update to shared theta.
+
+        A non-finite update is never applied: when the gradient holds a NaN or inf (or,
+        unclipped, is so large that d^2 overflows the RMSProp statistics) the update is
+        skipped and counted in this worker's shared slot; the parent stops the run when
+        skips keep coming (``train``). Returns whether the update was applied.
+        """
         self.net.zero_grad()
         self.net.backward(self.dout[:n], n)
         grads = self.net.grads
         if self.config.grad_clip > 0:
-            clip_grad_norm(grads, self.config.grad_clip)
+            norm = clip_grad_norm(grads, self.config.grad_clip)
+            finite = math.isfinite(norm)
+        else:
+            norm = global_norm(grads)
+            finite = norm <= self._max_unclipped_norm  # False for nan and inf too
+        self.state.record_update(self.index, finite)
+        if not finite:
+            return False
         lr = self.config.lr
         if self.config.anneal_lr:
             lr = linear_lr(lr, self.state.global_step(), self.config.steps)
         self.optimizer.step(self.state.params, grads, lr)
         if self.target_net is not None:
             self.state.maybe_update_target(self.config.target_interval)
+        return True
 
 
 def env_spec(env, env_id: str, continuous_ok: bool = False) -> EnvInfo:

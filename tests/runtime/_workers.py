@@ -8,6 +8,8 @@ import time
 
 import numpy as np
 
+from nbasync.envs import EnvError
+from nbasync.errors import RunFailedError
 from nbasync.optim import clip_grad_norm, linear_lr, make_optimizer
 from nbasync.shared import SharedState
 
@@ -52,10 +54,15 @@ def target_worker(index, handle, args, events, stop):
     events.put(("copies", index, copies))
 
 
+# what "fail_after" raises: a bug (any exception), bad input, a run failure
+_FAILURES = {"ValueError": ValueError, "EnvError": EnvError, "RunFailedError": RunFailedError}
+
+
 def ready_then_loop(index, handle, args, events, stop):
     """Report (ready, index, pid, environment), then idle until stopped.
 
-    args: None, or a dict with optional "fail_after" / "kill_after" seconds for worker 0 and
+    args: None, or a dict with optional "fail_after" / "kill_after" seconds for worker 0 (and
+    "fail_with": the name of the exception "fail_after" raises, see _FAILURES), and
     "restart_ok" (a killed-and-restarted worker 0 sees its step slot > 0 and just finishes).
     """
     args = args or {}
@@ -69,7 +76,7 @@ def ready_then_loop(index, handle, args, events, stop):
             time.sleep(0.01)
             if index == 0 and first_life:
                 if "fail_after" in args and time.monotonic() - t0 > args["fail_after"]:
-                    raise ValueError("boom in worker 0")
+                    raise _FAILURES[args.get("fail_with", "ValueError")]("boom in worker 0")
                 if "kill_after" in args and time.monotonic() - t0 > args["kill_after"]:
                     events.put(("dying", index, time.time()))
                     time.sleep(0.05)  # let the queue feeder flush

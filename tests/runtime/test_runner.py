@@ -97,6 +97,20 @@ def test_exception_in_worker_stops_with_clear_error():
     check_clean(rec)
 
 
+@pytest.mark.parametrize(
+    ("fail_with", "kind"),
+    [("ValueError", "bug"), ("EnvError", "input"), ("RunFailedError", "failure")],
+)
+def test_worker_error_says_whether_it_was_a_bug(fail_with, kind):
+    """Only nbasync's own error types may become one-line messages (see nbasync.errors)."""
+    rec = Recorder()
+    args = {"fail_after": 0.1, "fail_with": fail_with}
+    with SharedState.create(16, 2) as s, pytest.raises(WorkerError) as info:
+        run_workers(ready_then_loop, 2, s, args, rec, poll_s=0.05)
+    assert info.value.kind == kind and fail_with in str(info.value)
+    check_clean(rec)
+
+
 def test_sigkilled_worker_noticed_quickly():
     rec = Recorder()
     with SharedState.create(16, 2) as s, pytest.raises(WorkerError) as info:
@@ -104,6 +118,7 @@ def test_sigkilled_worker_noticed_quickly():
     noticed = time.monotonic()
     assert info.value.index == 0 and info.value.exitcode == -9
     assert str(info.value) == "worker 0 was killed by SIGKILL (exit code -9)"
+    assert info.value.kind == "killed"
     assert noticed - rec.times["dying"] < 2.0
     check_clean(rec)
 
