@@ -4,6 +4,7 @@ Pure math: no processes, no environments; imports nothing else of nbasync.
 See docs/architecture.md for the contract.
 """
 
+from . import reference
 from .gaussian import VAR_FLOOR, gaussian_a3c_loss, gaussian_mean, gaussian_sample
 from .gradcheck import gradcheck, numerical_grad
 from .layers import Conv2d, Dense, Flatten, Layer, ReLU
@@ -31,6 +32,7 @@ __all__ = [
     "gradcheck",
     "mlp_network",
     "numerical_grad",
+    "reference",
     "sample_from_logits",
     "td_loss",
 ]

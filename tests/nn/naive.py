@@ -1,62 +1,33 @@
-"""Plain NumPy references for the nbasync.nn kernels: slow, obvious, logical layouts.
-
-Images are (B, C, H, W); weights are PyTorch's (O, C, kh, kw) / (out, in).
-"""
+"""Short names the nn tests use for the plain NumPy references (``nbasync.nn.reference``),
+plus the A3C loss split into its terms (for finite differences with a fixed advantage)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from nbasync.nn.layers import Conv2d, Dense, Flatten, ReLU
+from nbasync.nn import reference
+from nbasync.nn.reference import log_softmax
 
 
 def conv2d(x, W, b, stride):
-    B, C, H, Wd = x.shape
-    n_out, _, kh, kw = W.shape
-    OH = (H - kh) // stride + 1
-    OW = (Wd - kw) // stride + 1
-    y = np.zeros((B, n_out, OH, OW), dtype=np.result_type(x, W))
-    for oh in range(OH):
-        for ow in range(OW):
-            patch = x[:, :, oh * stride : oh * stride + kh, ow * stride : ow * stride + kw]
-            y[:, :, oh, ow] = np.einsum("bcij,ocij->bo", patch, W) + b
-    return y
+    return reference.conv2d_forward(x, W, b, stride)[0]
 
 
 def dense(x, W, b):
-    return x @ W.T + b
+    return reference.dense_forward(x, W, b)[0]
 
 
 def relu(x):
-    return np.maximum(x, 0)
+    return reference.relu_forward(x)[0]
 
 
 def flatten(x):
-    return x.reshape(x.shape[0], -1)
+    return reference.flatten_forward(x)[0]
 
 
 def network_forward(net, x):
     """The net's function computed layer by layer from its named parameters."""
-    h = np.asarray(x, dtype=np.float64)
-    for layer in net.layers:
-        if isinstance(layer, Conv2d):
-            W, b = net.param(f"{layer.name}.weight"), net.param(f"{layer.name}.bias")
-            h = conv2d(h, W, b, layer.stride)
-        elif isinstance(layer, Dense):
-            W, b = net.param(f"{layer.name}.weight"), net.param(f"{layer.name}.bias")
-            h = dense(h, W, b)
-        elif isinstance(layer, ReLU):
-            h = relu(h)
-        elif isinstance(layer, Flatten):
-            h = flatten(h)
-        else:
-            raise TypeError(layer)
-    return h
-
-
-def log_softmax(z):
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return reference.network_forward(net, x)[0]
 
 
 def a3c_terms(out, actions, returns, beta, value_weight, advantages=None):
@@ -73,4 +44,4 @@ def a3c_terms(out, actions, returns, beta, value_weight, advantages=None):
 
 
 def td(q, actions, targets):
-    return float((0.5 * (targets - q[np.arange(len(actions)), actions]) ** 2).sum())
+    return reference.td_loss(q, actions, targets)[0]
