@@ -2,7 +2,8 @@
 
 (a) raw ALE, 4 frames per step, no preprocessing (the ceiling);
 (b) nbasync AtariEnv (DQN preprocessing in numba, copy of the obs returned per step);
-(c) gymnasium AtariPreprocessing + FrameStackObservation(4) (only when cv2 imports).
+(c) gymnasium AtariPreprocessing + FrameStackObservation(4) (only when cv2 imports);
+(d) nbasync/Labyrinth-v0 (maze + ray-cast 84x84 RGB frame per step; target >= 10,000/s).
 
 Same pre-drawn random actions for all, episodes restarted when they end, runs interleaved
 (a, b, c, a, b, c, ...), medians over the repeats. Ratios b/a and b/c are from this run,
@@ -96,6 +97,12 @@ def make_gym(game: str):
     return FrameStackObservation(AtariPreprocessing(env, frame_skip=4, noop_max=30), 4)
 
 
+def make_labyrinth():
+    from nbasync.envs import LabyrinthEnv
+
+    return LabyrinthEnv(seed=0)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--game", default="pong", help="ALE rom name (default pong)")
@@ -125,12 +132,16 @@ def main(argv=None) -> int:
     if gym_env is not None:
         _run_env(gym_env, actions[:50])
 
-    runs: dict[str, list[float]] = {"raw_ale": [], "nbasync": [], "gymnasium": []}
+    maze_env = make_labyrinth()
+    _run_env(maze_env, actions[:50])
+
+    runs: dict[str, list[float]] = {"raw_ale": [], "nbasync": [], "gymnasium": [], "maze": []}
     for _ in range(args.repeats):
         runs["raw_ale"].append(bench_raw_ale(args.game, actions))
         runs["nbasync"].append(_run_env(nb_env, actions))
         if gym_env is not None:
             runs["gymnasium"].append(_run_env(gym_env, actions))
+        runs["maze"].append(_run_env(maze_env, actions))
     med = {k: statistics.median(v) for k, v in runs.items() if v}
     # Per-round ratios too: a, b and c of one round run seconds apart, so the machine's slow
     # and fast spells (a shared VM) cancel in b_i / a_i better than in median(b) / median(a).
@@ -152,6 +163,7 @@ def main(argv=None) -> int:
         "raw_ale_steps_per_s": round(med["raw_ale"], 1),
         "nbasync_steps_per_s": round(med["nbasync"], 1),
         "gymnasium_steps_per_s": round(med["gymnasium"], 1) if "gymnasium" in med else None,
+        "labyrinth_steps_per_s": round(med["maze"], 1),
         "ratio_nbasync_over_raw": round(med["nbasync"] / med["raw_ale"], 3),
         "ratio_nbasync_over_gymnasium": (
             round(med["nbasync"] / med["gymnasium"], 3) if "gymnasium" in med else None
@@ -172,6 +184,7 @@ def main(argv=None) -> int:
         "raw_ale": "(a) raw ALE, frameskip 4",
         "nbasync": "(b) nbasync AtariEnv",
         "gymnasium": "(c) gymnasium AtariPreprocessing+stack",
+        "maze": "(d) nbasync/Labyrinth-v0",
     }
     for k, label in labels.items():
         v = runs[k]

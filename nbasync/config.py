@@ -23,7 +23,7 @@ ALGOS = ("onestep_q", "onestep_sarsa", "nstep_q", "a3c")
 VALUE_ALGOS = ("onestep_q", "onestep_sarsa", "nstep_q")
 OPTIMIZERS = ("shared_rmsprop", "rmsprop", "momentum")
 NETWORKS = ("auto", "mlp", "atari")
-PRESET_NAMES = ("auto", "atari", "classic", "continuous")
+PRESET_NAMES = ("auto", "atari", "classic", "continuous", "labyrinth")
 
 
 class ConfigError(UserInputError):
@@ -233,6 +233,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
+# nbasync/Labyrinth-v0 (84x84 RGB, first person): the paper's conv net (on 3 channels);
+# rewards unclipped (the portal's +10 against an apple's +1 is the point of the task).
+PRESETS["labyrinth"] = {
+    "network": "atari",
+    "clip_rewards": False,
+    "steps": 10_000_000,
+    "checkpoint_every": 250_000,
+}
+
 # Continuous-action ids the 'auto' preset knows (config is a leaf: no gymnasium here).
 CONTINUOUS_IDS = (
     "Pendulum-", "MountainCarContinuous-", "LunarLanderContinuous-", "BipedalWalker",
@@ -242,11 +251,13 @@ CONTINUOUS_IDS = (
 
 
 def preset_for(env_id: str, name: str = "auto") -> dict[str, Any]:
-    """The named preset; 'auto': atari for ALE ids, continuous for known continuous-action
-    ids (Pendulum, MuJoCo, ...), classic otherwise."""
+    """The named preset; 'auto': atari for ALE ids, labyrinth for nbasync/Labyrinth ids,
+    continuous for known continuous-action ids (Pendulum, MuJoCo, ...), classic otherwise."""
     if name == "auto":
         if looks_like_atari(env_id):
             name = "atari"
+        elif env_id.startswith("nbasync/Labyrinth"):
+            name = "labyrinth"
         elif env_id.startswith(CONTINUOUS_IDS):
             name = "continuous"
         else:

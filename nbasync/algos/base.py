@@ -90,8 +90,8 @@ def _trunk_network(config: TrainConfig, spec: EnvInfo, n_out: int, max_batch: in
 
 
 def obs_scale(spec: EnvInfo) -> float:
-    """Atari frames are uint8; the network sees them in [0, 1]."""
-    return 1.0 / 255.0 if spec.is_atari else 1.0
+    """Images are uint8 (Atari, Labyrinth); the network sees them in [0, 1]."""
+    return 1.0 / 255.0 if np.dtype(spec.obs_dtype) == np.uint8 else 1.0
 
 
 def worker_seed(config: TrainConfig, index: int, segment: int) -> np.random.SeedSequence:

@@ -1,7 +1,8 @@
 """nbasync.envs: environment id -> gymnasium.Env, plus the space helpers the algorithms use.
 
 Owns the id routing (Atari ids -> :class:`~nbasync.envs.atari.AtariEnv`, other gymnasium
-ids -> float32 vector-observation adapter), nbasync's own ids (``nbasync/CartPoleNoVel-v1``)
+ids -> float32 vector-observation adapter), nbasync's own ids (``nbasync/CartPoleNoVel-v1``,
+``nbasync/Labyrinth-v0``)
 and :class:`EnvError`. A leaf: imports nothing else of nbasync.
 
     env = make_env("ALE/Pong-v5", seed=1)            # AtariEnv, obs uint8 (4, 84, 84)
@@ -29,12 +30,14 @@ from gymnasium import spaces
 
 from .atari import AtariEnv
 from .errors import EnvError
+from .labyrinth import LabyrinthEnv
 from .vector import Float32Obs, MaskVelocityWrapper
 
 __all__ = [
     "AtariEnv",
     "EnvError",
     "EnvInfo",
+    "LabyrinthEnv",
     "Float32Obs",
     "MaskVelocityWrapper",
     "action_bounds",
@@ -77,6 +80,13 @@ _NBASYNC_IDS = {"nbasync/CartPoleNoVel-v1": _cartpole_novel}
 for _id, _factory in _NBASYNC_IDS.items():
     if _id not in gymnasium.registry:  # also usable as gymnasium.make(id)
         gymnasium.register(id=_id, entry_point=_factory)
+
+# nbasync's own image environments: id -> class(seed, **options), used as they are (uint8
+# images, no float32 adapter); also registered for gymnasium.make.
+_IMAGE_IDS = {"nbasync/Labyrinth-v0": LabyrinthEnv}
+for _id, _cls in _IMAGE_IDS.items():
+    if _id not in gymnasium.registry:
+        gymnasium.register(id=_id, entry_point=_cls)
 
 
 def _atari_spec(env_id: str):
@@ -134,6 +144,12 @@ def make_env(env_id: str, seed: int, **options: Any) -> gymnasium.Env:
             if kw.get(key) is not None:
                 options.setdefault(key, kw[key])
         return AtariEnv(kw["game"], seed, **options)
+
+    if env_id in _IMAGE_IDS:
+        try:
+            return _IMAGE_IDS[env_id](seed, **options)
+        except TypeError as e:  # an unknown option
+            raise EnvError(f"cannot make {env_id!r}: {e}") from None
 
     mask = bool(options.pop("mask_velocity", False))
     if env_id in _NBASYNC_IDS:
