@@ -70,12 +70,15 @@ def _trunk_network(config: TrainConfig, spec: EnvInfo, n_out: int, max_batch: in
         kind = "atari" if len(spec.obs_shape) == 3 else "mlp"
     lstm_size = config.lstm_size if config.recurrent else 0
     if kind == "atari":
+        if len(spec.obs_shape) != 3:
+            raise ValueError(f"the atari (conv) network needs images, got shape {spec.obs_shape}")
         return atari_network(
             n_out,
             in_channels=spec.obs_shape[0],
             max_batch=max_batch,
             dtype=dtype,
             lstm_size=lstm_size,
+            input_size=spec.obs_shape[1:],
         )
     if len(spec.obs_shape) != 1:
         raise ValueError(f"the mlp network needs vector observations, got shape {spec.obs_shape}")

@@ -1,7 +1,8 @@
 """nbasync.envs: environment id -> gymnasium.Env, plus the space helpers the algorithms use.
 
 Owns the id routing (Atari ids -> :class:`~nbasync.envs.atari.AtariEnv`, other gymnasium
-ids -> float32 vector-observation adapter), nbasync's own ids (``nbasync/CartPoleNoVel-v1``,
+ids -> float32 vector-observation adapter, or :class:`~nbasync.envs.image.ImageObs` for
+uint8 image observations), nbasync's own ids (``nbasync/CartPoleNoVel-v1``,
 ``nbasync/Labyrinth-v0``)
 and :class:`EnvError`. A leaf: imports nothing else of nbasync.
 
@@ -30,6 +31,7 @@ from gymnasium import spaces
 
 from .atari import AtariEnv
 from .errors import EnvError
+from .image import ImageObs, image_layout
 from .labyrinth import LabyrinthEnv
 from .vector import Float32Obs, MaskVelocityWrapper
 
@@ -37,6 +39,7 @@ __all__ = [
     "AtariEnv",
     "EnvError",
     "EnvInfo",
+    "ImageObs",
     "LabyrinthEnv",
     "Float32Obs",
     "MaskVelocityWrapper",
@@ -152,6 +155,11 @@ def make_env(env_id: str, seed: int, **options: Any) -> gymnasium.Env:
             raise EnvError(f"cannot make {env_id!r}: {e}") from None
 
     mask = bool(options.pop("mask_velocity", False))
+    image_options = {
+        key: options.pop(f"image_{key}") for key in ("grey", "size") if f"image_{key}" in options
+    }
+    if "frame_stack" in options:
+        image_options["frame_stack"] = options.pop("frame_stack")
     if env_id in _NBASYNC_IDS:
         factory = _NBASYNC_IDS[env_id]
         make = lambda: factory(**options)  # noqa: E731
@@ -168,16 +176,33 @@ def make_env(env_id: str, seed: int, **options: Any) -> gymnasium.Env:
         raise EnvError(f"cannot make {env_id!r}: {msg}") from e
 
     space = env.observation_space
+    if _is_image(space):
+        if mask:
+            env.close()
+            raise EnvError(f"mask_velocity needs vector observations; {env_id!r} has images")
+        return ImageObs(env, seed, **image_options)
     if not isinstance(space, spaces.Box) or len(space.shape) != 1:
         env.close()
-        kind = "image" if isinstance(space, spaces.Box) and len(space.shape) >= 2 else "non-vector"
         raise EnvError(
-            f"{env_id!r} has {kind} observations {space}; only 1-D vector observations "
-            f"(and Atari ids) are supported"
+            f"{env_id!r} has observations {space}; nbasync takes 1-D vectors and uint8 "
+            f"images ((H, W), (H, W, C) or (C, H, W))"
         )
+    if image_options:
+        env.close()
+        raise EnvError(f"image options {sorted(image_options)} need image observations")
     if mask:
         env = MaskVelocityWrapper(env)
     return Float32Obs(env, seed)
+
+
+def _is_image(space) -> bool:
+    if not isinstance(space, spaces.Box) or space.dtype != np.uint8:
+        return False
+    try:
+        image_layout(tuple(space.shape))
+    except EnvError:
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------------------

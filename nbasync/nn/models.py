@@ -29,12 +29,18 @@ def atari_network(
     max_batch: int = 8,
     dtype=np.float32,
     lstm_size: int = 0,
+    input_size: tuple[int, int] = ATARI_INPUT,
 ):
     """Mnih et al. 2016 Atari net (as DQN 2013): input (in_channels, 84, 84) float.
 
     conv1 16 8x8 stride 4 + ReLU -> (16, 20, 20); conv2 32 4x4 stride 2 + ReLU -> (32, 9, 9);
     flatten -> 2592; fc1 256 + ReLU; [lstm lstm_size]; head n_outputs (linear).
+    ``input_size`` (H, W) sizes it for other images (at least 20 x 20, where conv2's output
+    is one pixel); fc1's input grows with the image.
     """
+    H, W = (int(v) for v in input_size)
+    if H < 20 or W < 20:
+        raise ValueError(f"the conv net needs images of at least 20 x 20, got {H} x {W}")
     layers = [
         Conv2d("conv1", 16, 8, stride=4),
         ReLU("relu1"),
@@ -47,7 +53,7 @@ def atari_network(
     if lstm_size:
         layers.append(LSTM("lstm", lstm_size))
     layers.append(Dense("head", n_outputs))
-    return Network(layers, (in_channels, *ATARI_INPUT), max_batch=max_batch, dtype=dtype)
+    return Network(layers, (in_channels, H, W), max_batch=max_batch, dtype=dtype)
 
 
 def mlp_network(

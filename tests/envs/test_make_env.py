@@ -109,13 +109,21 @@ class _ImageEnv(gymnasium.Env):
     action_space = gymnasium.spaces.Discrete(2)
 
 
-def test_non_atari_image_obs_is_a_clear_error():
+class _FloatImageEnv(_ImageEnv):
+    observation_space = gymnasium.spaces.Box(0, 1, (8, 8, 3), np.float32)
+
+
+def test_image_obs_are_wrapped_and_other_shapes_are_a_clear_error():
     gymnasium.register(id="nbasync_test/Image-v0", entry_point=_ImageEnv)
+    gymnasium.register(id="nbasync_test/FloatImage-v0", entry_point=_FloatImageEnv)
     try:
-        with pytest.raises(EnvError, match="image observations"):
-            make_env("nbasync_test/Image-v0", 0)
+        env = make_env("nbasync_test/Image-v0", 0)
+        assert env.observation_space.shape == (3, 8, 8)  # channels first (ImageObs)
+        with pytest.raises(EnvError, match="1-D vectors and uint8 images"):
+            make_env("nbasync_test/FloatImage-v0", 0)
     finally:
         del gymnasium.registry["nbasync_test/Image-v0"]
+        del gymnasium.registry["nbasync_test/FloatImage-v0"]
 
 
 def test_bad_gym_kwargs_become_enverror():
