@@ -196,8 +196,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "steps": 20_000_000,  # 80M frames
         "checkpoint_every": 500_000,
     },
+    # (no "network": 'auto' picks the MLP for vectors and the conv net for images)
     "classic": {
-        "network": "mlp",
         "lr": 1e-3,
         # Unclipped returns reach the hundreds here and gradient norms 1e3-1e4 (measured on
         # CartPole, A3C): clipping at the paper's 40 shrinks steps ~100x and stalls learning.
@@ -220,7 +220,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     #   gamma 0.9, lr 3e-4, t_max 10, rewards unscaled -> -693
     # For MuJoCo tasks with long horizons pass --gamma 0.99 (not tuned here).
     "continuous": {
-        "network": "mlp",
         "entropy_beta": 1e-4,
         "lr": 3e-4,
         "gamma": 0.9,

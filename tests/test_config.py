@@ -11,7 +11,7 @@ def test_paper_defaults():
 
 def test_classic_preset_and_paper_defaults():
     c = build_config({"algo": "nstep_q", "grad_clip": 40})
-    assert c.env == "CartPole-v1" and c.network == "mlp"
+    assert c.env == "CartPole-v1" and c.network == "auto"  # the MLP for vector observations
     assert (c.t_max, c.gamma, c.rmsprop_alpha, c.rmsprop_eps, c.grad_clip) == (
         5,
         0.99,

@@ -134,3 +134,20 @@ def test_a_worker_learns_from_a_gymnasium_image_env(algo):
     spec = probe_env(config)
     assert spec.obs_shape == (3, H, W)
     warm_up(config, spec)  # raises on any shape or dtype mismatch along the way
+
+
+def test_car_racing_from_pixels_when_installed():
+    """The paper's TORCS analogue: gymnasium's CarRacing-v3 (box2d extra), 96 x 96 RGB,
+    through ImageObs into the conv net, with A3C's Gaussian policy (its continuous form)."""
+    pytest.importorskip(
+        "Box2D", reason="CarRacing needs the box2d extra: pip install 'nbasync[box2d]'"
+    )
+    from nbasync.config import build_config
+    from nbasync.train import probe_env, warm_up
+
+    discrete = make_env("CarRacing-v3", seed=0, continuous=False)
+    assert discrete.observation_space.shape == (3, 96, 96) and discrete.action_space.n == 5
+    config = build_config({"algo": "a3c", "env": "CarRacing-v3", "workers": 1})
+    spec = probe_env(config)
+    assert spec.obs_shape == (3, 96, 96) and not spec.discrete
+    warm_up(config, spec)  # a few real updates of the worker loop, in this process
