@@ -41,6 +41,7 @@ import numpy as np
 from .config import ConfigError, TrainConfig, build_config
 from .errors import EXIT_RUN_FAILED, EXIT_USAGE, RunFailedError, UserInputError
 from .runfile import FILE_NAME, RunFile, RunFileError
+from .shared import install_sigterm_exit
 
 STATE_FILE = "sweep.json"
 SUMMARY_CSV = "summary.csv"
@@ -446,6 +447,7 @@ def _trial_process(settings: dict[str, Any], trial_dir: str, parent_pid: int) ->
     with open(Path(trial_dir) / LOG_FILE, "ab", buffering=0) as log:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
+    install_sigterm_exit()  # SIGTERM at any point (even before the run's shared state) is clean
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     code, reason = _train_trial(settings, trial_dir)
     if reason:

@@ -261,6 +261,26 @@ def sweep_command(spec: Path, out: Path) -> list[str]:
     return [sys.executable, "-c", code, str(spec), "--out", str(out), "--cores", "1"]
 
 
+def children(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def trial_status(out: Path) -> dict[str, str]:
     try:
         return {
@@ -281,21 +301,24 @@ def test_a_stopped_sweep_resumes_with_the_same_command(tmp_path, signum):
         "[grid]\nsteps = [1500, 10000000]\n",
     )
     out = tmp_path / "out"
-    segments_before = set(Path("/dev/shm").glob("nbasync_*"))
     proc = subprocess.Popen(sweep_command(spec, out), stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while trial_status(out).get("t0001") != "running" or not (out / "t0001" / "run.h5").exists():
         assert proc.poll() is None and time.time() < deadline, proc.stderr.read()
         time.sleep(0.1)
     first_run = (out / "t0000" / "run.h5").stat().st_mtime_ns
+    trial_pids = [pid for pid in children(proc.pid) if "spawn_main" in cmdline(pid)]
+    assert len(trial_pids) == 1  # --cores 1: one trial at a time
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == (143 if signum == signal.SIGTERM else 130), err
     assert "Traceback" not in err
     status = trial_status(out)
     assert status == {"t0000": FINISHED, "t0001": INTERRUPTED}
-    # the interrupted trial stopped cleanly: its shared memory is unlinked
-    assert set(Path("/dev/shm").glob("nbasync_*")) <= segments_before
+    # the interrupted trial stopped cleanly: its process is gone, its shared memory unlinked
+    for pid in trial_pids:
+        assert not Path(f"/proc/{pid}").exists()
+        assert not list(Path("/dev/shm").glob(f"nbasync_{pid}_*"))
 
     again = subprocess.run(sweep_command(spec, out), capture_output=True, text=True, timeout=180)
     assert again.returncode == 0, again.stderr
@@ -323,7 +346,11 @@ def test_ray_sweep_brings_the_run_files_back(tmp_path):
     try:
         result = run_sweep(load_spec(spec), out, RayExecutor(None), quiet=True)
         with pytest.raises(Exception, match="needs 3 CPUs; the largest node of the Ray"):
-            big = load_spec(write_spec(tmp_path / "big.toml", f"[base]\n{BASE}workers = 3\n"))
+            big = load_spec(
+                write_spec(
+                    tmp_path / "big.toml", f"[base]\n{BASE.replace('workers = 1', 'workers = 3')}"
+                )
+            )
             run_sweep(big, tmp_path / "big", RayExecutor(None), quiet=True)
     finally:
         ray.shutdown()
