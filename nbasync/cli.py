@@ -223,21 +223,37 @@ def sweep_parser() -> argparse.ArgumentParser:
         "--cores", type=int, default=None, help="local: cores to fill (default: all of them)"
     )
     p.add_argument("--retry-failed", action="store_true", help="run failed trials again")
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="SETTING=V1,V2",
+        help="run only the trials with these values (e.g. workers=1,2 on a small machine)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
 
 
 def _sweep(argv: Sequence[str] | None) -> int:
-    from .sweep import LocalExecutor, RayExecutor, load_spec, run_sweep
+    from .sweep import LocalExecutor, RayExecutor, run_sweep
+    from .sweep_spec import load_spec
 
     args = sweep_parser().parse_args(argv)
     if args.cores is not None and args.cores < 1:
         raise UserError(f"--cores must be at least 1, got {args.cores}")
     if args.ray is not None and args.cores is not None:
         raise UserError("--cores is for local sweeps; Ray places trials by their CPUs")
+    only: dict[str, list[str]] = {}
+    for item in args.only:
+        key, sep, values = item.partition("=")
+        if not sep or not key or not values:
+            raise UserError(f"--only: expected SETTING=V1,V2, got {item!r}")
+        only.setdefault(key, []).extend(values.split(","))
     spec = load_spec(args.spec)
     executor = RayExecutor(args.ray) if args.ray else LocalExecutor(args.cores)
-    result = run_sweep(spec, args.out, executor, retry_failed=args.retry_failed, quiet=args.quiet)
+    result = run_sweep(
+        spec, args.out, executor, retry_failed=args.retry_failed, quiet=args.quiet, only=only
+    )
     print(result.describe())
     return 0
 

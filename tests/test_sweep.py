@@ -26,17 +26,14 @@ from nbasync.sweep import (
     FAILED,
     FINISHED,
     INTERRUPTED,
-    REPEAT_SEED_STRIDE,
+    PENDING,
     LocalExecutor,
-    SweepSpecError,
     TrialRecord,
-    expand,
-    load_spec,
-    parse_spec,
     read_state,
     run_sweep,
 )
 from nbasync.sweep_plot import format_speedup_table, speedup_table
+from nbasync.sweep_spec import REPEAT_SEED_STRIDE, SweepSpecError, expand, load_spec, parse_spec
 
 BASE = 'algo = "a3c"\nenv = "CartPole-v1"\nworkers = 1\nsteps = 2000\n'
 
@@ -222,6 +219,22 @@ def test_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
         on_record=seen.append,
     )  # fmt: skip
     assert [r.id for r in seen] == [bad.id] and seen[0].status == FAILED
+
+
+def test_only_runs_the_chosen_trials_and_the_rest_later(tmp_path, capsys):
+    spec = write_spec(
+        tmp_path / "spec.toml",
+        '[base]\nalgo = "a3c"\nworkers = 1\nsteps = 1000\n'
+        '[grid]\nenv = ["NoSuchEnv-v0", "CartPole-v1"]\nseed = [0, 1]\n',
+    )
+    out = tmp_path / "out"
+    args = [str(spec), "--out", str(out), "--quiet", "--cores", "1"]
+    assert sweep_main([*args, "--only", "seed=1", "--only", "env=NoSuchEnv-v0"]) == 0
+    assert "1 failed of 4 trials (3 not run: --only)" in capsys.readouterr().out
+    status = {r.id: r.status for r in read_state(out)[1]}
+    assert status == {"t0000": PENDING, "t0001": FAILED, "t0002": PENDING, "t0003": PENDING}
+    assert sweep_main([*args, "--only", "sed=1"]) == 2
+    assert "--only: unknown setting 'sed'" in capsys.readouterr().err
 
 
 class KillingExecutor(LocalExecutor):
