@@ -632,6 +632,7 @@ class Progress:
         self.state, self.label, self.quiet = state, label, quiet
         self._last = ""
         self._last_time = 0.0
+        self._width = 0
 
     def line(self) -> str:
         c = self.state.counts()
@@ -643,16 +644,25 @@ class Progress:
             text += f" | best final mean {best.final_mean:.2f} ({best.id}{swept})"
         return text
 
-    def show(self) -> None:
-        """Print the line when it changed, and once a minute anyway (a sign of life)."""
+    def show(self, final: bool = False) -> None:
+        """On a terminal: the line rewritten in place whenever it changes. Otherwise (a log
+        file): a line when a trial ends, and once a minute as a sign of life."""
         if self.quiet:
             return
         text = self.line()
+        tty = sys.stderr.isatty()
+        c = self.state.counts()
+        key = text if tty else f"{c[FINISHED]} {c[FAILED]}"
         now = time.time()
-        if text == self._last and now - self._last_time < 60:
+        if key == self._last and now - self._last_time < 60 and not final:
             return
-        self._last, self._last_time = text, now
-        print(text, file=sys.stderr, flush=True)
+        self._last, self._last_time = key, now
+        if tty:
+            print("\r" + text.ljust(self._width), end="\n" if final else "", file=sys.stderr)
+            self._width = len(text)
+        else:
+            print(text, file=sys.stderr)
+        sys.stderr.flush()
 
 
 def _short(value: Any) -> str:
@@ -738,6 +748,7 @@ def _run_trials(spec, out, executor, retry_failed, quiet, on_record, only) -> Sw
             record.status, record.reason = INTERRUPTED, "the sweep was stopped"
         state.save()
         write_summary(out, spec.to_json(), list(state.records.values()))
+        progress.show(final=True)
         if isinstance(exc, _Terminated):
             raise SystemExit(143) from None
         raise
@@ -745,7 +756,7 @@ def _run_trials(spec, out, executor, retry_failed, quiet, on_record, only) -> Sw
         if in_main:
             signal.signal(signal.SIGTERM, previous)
     write_summary(out, spec.to_json(), list(state.records.values()))
-    progress.show()
+    progress.show(final=True)
     return SweepResult(out, state.counts(), state.best())
 
 
