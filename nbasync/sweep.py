@@ -394,7 +394,13 @@ class RayExecutor:
             trial, trial_dir = self.in_flight.pop(ref)
             try:
                 result = self.ray.get(ref)
-            except Exception as exc:  # noqa: BLE001 - a lost node, a cancelled task
+            except self.ray.exceptions.RayTaskError as exc:  # the task itself raised (e.g.
+                # nbasync missing on that node): it would again, so the trial failed
+                cause = getattr(exc, "cause", None) or exc
+                reason = f"Ray task raised {type(cause).__name__}: {_one_line(cause)}"
+                done.append((trial.id, Outcome(1, reason, math.nan, "")))
+                continue
+            except Exception as exc:  # noqa: BLE001 - a lost node, a cancelled task: run again
                 done.append((trial.id, Outcome(None, f"Ray: {_one_line(exc)}", math.nan, "")))
                 continue
             if result["run_h5"] is not None:
