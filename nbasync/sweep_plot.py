@@ -144,7 +144,8 @@ def _curve(run_dir: Path, window: int, clock: str) -> tuple[np.ndarray, np.ndarr
 def plot_curves_by(sweep_dir: str | Path, out_png: str | Path, by: str, window: int = 100) -> Path:
     """Learning curves grouped by setting ``by`` (e.g. workers or algo): per group the mean
     of its trials' curves (each a moving average over ``window`` episodes, interpolated
-    onto a common axis) and the min..max band over them; against steps and wall time."""
+    onto a common axis, drawn where at least half of them have data) and the min..max band
+    over them; against steps and training time."""
     spec_json, records = read_state(sweep_dir)
     done = [r for r in records if r.status == FINISHED and (Path(sweep_dir) / r.id).is_dir()]
     if not done:
@@ -163,20 +164,18 @@ def plot_curves_by(sweep_dir: str | Path, out_png: str | Path, by: str, window: 
             curves = [c for c in curves if c is not None]
             if not curves:
                 continue
-            grid = np.linspace(0.0, max(c[0][-1] for c in curves), 200)
+            lo, hi = min(c[0][0] for c in curves), max(c[0][-1] for c in curves)
+            grid = np.linspace(lo, hi, 300)
             ys = np.array([np.interp(grid, cx, cy, left=np.nan, right=np.nan) for cx, cy in curves])
-            ok = ~np.all(np.isnan(ys), axis=0)
-            mean = np.nanmean(ys[:, ok], axis=0)
+            # drawn where at least half of the group's runs have data (runs end at
+            # different times), so the mean does not hang on one survivor
+            keep = np.sum(~np.isnan(ys), axis=0) >= max(1, (len(curves) + 1) // 2)
+            ys, grid = ys[:, keep], grid[keep]
             label = f"{by}={value} ({len(curves)} runs)"
-            (line,) = ax.plot(grid[ok], mean, color=color, label=label)
+            (line,) = ax.plot(grid, np.nanmean(ys, axis=0), color=color, label=label)
             color = line.get_color()
-            ax.fill_between(
-                grid[ok],
-                np.nanmin(ys[:, ok], axis=0),
-                np.nanmax(ys[:, ok], axis=0),
-                color=color,
-                alpha=0.2,
-            )
+            band = (np.nanmin(ys, axis=0), np.nanmax(ys, axis=0))
+            ax.fill_between(grid, *band, color=color, alpha=0.2)
     ax_steps.set_xlabel("global steps T (agent steps)")
     ax_wall.set_xlabel("training time (s)")
     ax_steps.set_ylabel(f"mean return (last {window} episodes); band: min..max over runs")
