@@ -627,8 +627,13 @@ class SweepResult:
         return text
 
 
-class _Terminated(BaseException):
-    """SIGTERM in the sweep's process: stop the trials, keep the state, exit 143."""
+class _Stopped(BaseException):
+    """Ctrl-C or SIGTERM reached the sweep: stop the trials, keep the state, then propagate
+    (KeyboardInterrupt, or SystemExit(143))."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
 
 
 class Progress:
@@ -660,7 +665,7 @@ class Progress:
         c = self.state.counts()
         key = text if tty else f"{c[FINISHED]} {c[FAILED]}"
         now = time.time()
-        if key == self._last and now - self._last_time < 60 and not final:
+        if key == self._last and (now - self._last_time < 60 or final) and not (final and tty):
             return
         self._last, self._last_time = key, now
         if tty:
@@ -717,18 +722,20 @@ def _run_trials(spec, out, executor, retry_failed, quiet, on_record, only) -> Sw
         todo.append(trial)
     state.save()
     progress = Progress(state, executor.label, quiet)
-    previous = signal.getsignal(signal.SIGTERM)
+    # The handlers only note the signal; the loop acts on it between two short waits. An
+    # exception raised inside a signal handler could land inside Ray's compiled wait.
+    signals: list[int] = []
     in_main = threading.current_thread() is threading.main_thread()
-
-    def on_sigterm(signum, frame):
-        raise _Terminated()
-
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     if in_main:
-        signal.signal(signal.SIGTERM, on_sigterm)
+        for sig in previous:
+            signal.signal(sig, lambda signum, frame: signals.append(signum))
     try:
         pending = list(todo)
         running = 0
         while pending or running:
+            if signals:
+                raise _Stopped(signals[0])
             while pending and executor.can_start(pending[0]):
                 trial = pending.pop(0)
                 trial_dir = out / trial.id
@@ -747,20 +754,23 @@ def _run_trials(spec, out, executor, retry_failed, quiet, on_record, only) -> Sw
                 if on_record is not None:
                     on_record(record)
                 progress.show()
-    except (KeyboardInterrupt, _Terminated) as exc:
-        first = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
+        if signals:
+            raise _Stopped(signals[0])
+    except (KeyboardInterrupt, _Stopped) as exc:
+        first = exc.signum if isinstance(exc, _Stopped) else signal.SIGINT
         for tid in executor.stop(first):
             record = state.records[tid]
             record.status, record.reason = INTERRUPTED, "the sweep was stopped"
         state.save()
         write_summary(out, spec.to_json(), list(state.records.values()))
         progress.show(final=True)
-        if isinstance(exc, _Terminated):
+        if first == signal.SIGTERM:
             raise SystemExit(143) from None
-        raise
+        raise KeyboardInterrupt from None
     finally:
         if in_main:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     write_summary(out, spec.to_json(), list(state.records.values()))
     progress.show(final=True)
     return SweepResult(out, state.counts(), state.best())
