@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 import pytest
 
-from nbasync.cli import plot_main, sweep_main
+from nbasync.cli import eval_main, plot_main, sweep_main
 from nbasync.runfile import RunFile
 from nbasync.sweep import (
     FAILED,
@@ -181,6 +181,15 @@ def test_a_finished_sweep_is_not_run_again(finished_sweep):
     run_sweep(load_spec(spec), out, LocalExecutor(cores=2), quiet=True, on_record=started.append)
     assert started == []
     assert {p: p.stat().st_mtime_ns for p in out.glob("t*/run.h5")} == before
+
+
+def test_a_trial_is_an_ordinary_run_for_eval_and_plot(finished_sweep, tmp_path, capsys):
+    _, out, _ = finished_sweep
+    assert eval_main([str(out / "t0000"), "--episodes", "2"]) == 0
+    assert "mean" in capsys.readouterr().out
+    png = tmp_path / "runs.png"
+    assert plot_main([str(out / "t0000"), str(out / "t0001"), "-o", str(png)]) == 0
+    assert png.stat().st_size > 5000
 
 
 def test_plots_of_a_sweep(finished_sweep, tmp_path, capsys):
