@@ -296,6 +296,9 @@ class LocalExecutor:
         self.cores = int(cores or os.cpu_count() or 1)
         self.running: dict[str, TrialProcess] = {}
 
+    def check(self, trials: list[Trial]) -> None:
+        """Nothing to check: a trial wider than the machine runs alone."""
+
     def can_start(self, trial: Trial) -> bool:
         used = sum(_workers(p.trial) for p in self.running.values())
         return not self.running or used + _workers(trial) <= self.cores
@@ -372,12 +375,16 @@ class RayExecutor:
         cpus = [n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
         self.widest_node = int(max(cpus, default=0))
 
+    def check(self, trials: list[Trial]) -> None:
+        """Before anything starts: a trial no node can hold would wait forever."""
+        for trial in trials:
+            if _workers(trial) > self.widest_node:
+                raise UserInputError(
+                    f"trial {trial.id} needs {_workers(trial)} CPUs; the largest node of the "
+                    f"Ray cluster has {self.widest_node}"
+                )
+
     def can_start(self, trial: Trial) -> bool:
-        if _workers(trial) > self.widest_node:
-            raise UserInputError(
-                f"trial {trial.id} needs {_workers(trial)} CPUs; the largest node of the "
-                f"Ray cluster has {self.widest_node}"
-            )
         return True
 
     def start(self, trial: Trial, trial_dir: Path) -> None:
@@ -720,6 +727,7 @@ def _run_trials(spec, out, executor, retry_failed, quiet, on_record, only) -> Sw
             continue
         record.status = PENDING
         todo.append(trial)
+    executor.check(todo)
     state.save()
     progress = Progress(state, executor.label, quiet)
     # The handlers only note the signal; the loop acts on it between two short waits. An
