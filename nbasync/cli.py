@@ -1,4 +1,4 @@
-"""Command-line entry points: nbasync-train, nbasync-eval, nbasync-plot.
+"""Command-line entry points: nbasync-train, nbasync-eval, nbasync-plot, nbasync-sweep.
 
 This module only parses, validates and calls. Every error a user can cause (bad option,
 unknown algorithm or environment, missing or mismatched run file) ends as ONE line on
@@ -154,11 +154,16 @@ def _plot(argv: Sequence[str] | None) -> int:
     from .plot import PlotError, plot_runs
 
     p = _Parser(prog="nbasync-plot", description="Learning curves of one or more runs.")
-    p.add_argument("runs", nargs="+", help="run directories (or run.h5 files)")
+    p.add_argument(
+        "runs", nargs="+", help="run directories (or run.h5 files), or one sweep's --out"
+    )
     p.add_argument("-o", "--output", default="curve.png")
     p.add_argument("--window", type=int, default=100, help="moving-average window (episodes)")
+    _add_sweep_plot_options(p)
     args = p.parse_args(argv)
     try:
+        if _plot_sweep(args):
+            return 0
         plot_runs(args.runs, args.output, window=args.window)
     except PlotError as exc:
         raise UserError(str(exc)) from None
@@ -166,8 +171,95 @@ def _plot(argv: Sequence[str] | None) -> int:
     return 0
 
 
+def _add_sweep_plot_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("a sweep (nbasync-plot SWEEP_DIR)")
+    g.add_argument("--x", default=None, metavar="SETTING", help="score against SETTING (e.g. lr)")
+    g.add_argument("--metric", default="final_mean", help="score: final_mean or best_mean")
+    g.add_argument("--by", default=None, metavar="SETTING", help="learning curves grouped by it")
+    g.add_argument("--speedup", action="store_true", help="speed-up to the target vs workers")
+
+
+def _plot_sweep(args: argparse.Namespace) -> bool:
+    """Draw a sweep when the one path given is a sweep's --out; False otherwise."""
+    from .sweep_plot import is_sweep_dir, plot_sweep
+
+    if not any(is_sweep_dir(r) for r in args.runs):
+        if args.x or args.by or args.speedup:
+            raise UserError("--x, --by and --speedup need a sweep directory (nbasync-sweep --out)")
+        return False
+    if len(args.runs) != 1:
+        raise UserError("give one sweep directory at a time")
+    path, text = plot_sweep(
+        args.runs[0], args.output, x=args.x, by=args.by, speedup=args.speedup,
+        metric=args.metric, window=args.window,
+    )  # fmt: skip
+    if text:
+        print(text)
+    print(f"wrote {path}")
+    return True
+
+
 def plot_main(argv: Sequence[str] | None = None) -> int:
     return _run("nbasync-plot", _plot, argv)
+
+
+# -- nbasync-sweep ------------------------------------------------------------------------
+
+
+def sweep_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="nbasync-sweep",
+        description="Run a sweep of training runs described in a TOML spec (see experiments/).",
+    )
+    p.add_argument("spec", metavar="SPEC.toml", help="the sweep: [sweep], [base], [grid], [sample]")
+    p.add_argument("--out", required=True, metavar="DIR", help="one run directory per trial")
+    p.add_argument(
+        "--ray",
+        default=None,
+        metavar="auto|ADDRESS",
+        help="run the trials as tasks on a Ray cluster (pip install 'nbasync[ray]')",
+    )
+    p.add_argument(
+        "--cores", type=int, default=None, help="local: cores to fill (default: all of them)"
+    )
+    p.add_argument("--retry-failed", action="store_true", help="run failed trials again")
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="SETTING=V1,V2",
+        help="run only the trials with these values (e.g. workers=1,2 on a small machine)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    return p
+
+
+def _sweep(argv: Sequence[str] | None) -> int:
+    from .sweep import LocalExecutor, RayExecutor, run_sweep
+    from .sweep_spec import load_spec
+
+    args = sweep_parser().parse_args(argv)
+    if args.cores is not None and args.cores < 1:
+        raise UserError(f"--cores must be at least 1, got {args.cores}")
+    if args.ray is not None and args.cores is not None:
+        raise UserError("--cores is for local sweeps; Ray places trials by their CPUs")
+    only: dict[str, list[str]] = {}
+    for item in args.only:
+        key, sep, values = item.partition("=")
+        if not sep or not key or not values:
+            raise UserError(f"--only: expected SETTING=V1,V2, got {item!r}")
+        only.setdefault(key, []).extend(values.split(","))
+    spec = load_spec(args.spec)
+    executor = RayExecutor(args.ray) if args.ray else LocalExecutor(args.cores)
+    result = run_sweep(
+        spec, args.out, executor, retry_failed=args.retry_failed, quiet=args.quiet, only=only
+    )
+    print(result.describe())
+    return 0
+
+
+def sweep_main(argv: Sequence[str] | None = None) -> int:
+    return _run("nbasync-sweep", _sweep, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover
