@@ -182,7 +182,7 @@ def test_eval_and_plot_a_run(tmp_path, capsys):
     train_mod.train(small(tmp_path))
     assert eval_main([str(tmp_path / "run"), "--episodes", "3"]) == 0
     out = capsys.readouterr().out
-    assert "evaluation over 3 episodes: mean" in out
+    assert "evaluation over 3 episodes: mean" in out and "(greedy policy (argmax pi))" in out
     pytest.importorskip("matplotlib")
     png = tmp_path / "curve.png"
     assert plot_main([str(tmp_path / "run"), "-o", str(png)]) == 0

@@ -20,6 +20,7 @@ from .base import action_dim, build_network, env_spec, obs_scale
 class EvalResult:
     returns: np.ndarray
     lengths: np.ndarray
+    protocol: str = ""  # how the episodes were played (policy, starts), for the report
 
     @property
     def mean(self) -> float:
@@ -27,10 +28,11 @@ class EvalResult:
 
     def describe(self) -> str:
         r = self.returns
-        return (
+        text = (
             f"evaluation over {r.size} episodes: mean {r.mean():.2f}, std {r.std():.2f}, "
             f"min {r.min():.2f}, max {r.max():.2f}, mean length {self.lengths.mean():.1f}"
         )
+        return f"{text} ({self.protocol})" if self.protocol else text
 
 
 def evaluate(
@@ -97,7 +99,20 @@ def evaluate(
     env.close()
     if gif_path:
         write_gif(frames, gif_path)
-    return EvalResult(returns, lengths)
+    return EvalResult(returns, lengths, _protocol(config, spec, env, greedy, epsilon))
+
+
+def _protocol(config: TrainConfig, spec, env, greedy: bool, epsilon: float) -> str:
+    """One phrase for reports: which policy played, and how Atari games started."""
+    if not spec.discrete:
+        policy = "mean action" if greedy else "sampled actions"
+    elif config.algo == "a3c":
+        policy = "greedy policy (argmax pi)" if greedy else "sampled policy"
+    else:
+        policy = f"epsilon-greedy on Q, epsilon {epsilon:g}" if epsilon > 0 else "greedy on Q"
+    noop_max = getattr(env.unwrapped, "noop_max", 0) if spec.is_atari else 0
+    starts = f"; each game starts with 1-{noop_max} random no-op frames" if noop_max else ""
+    return policy + starts
 
 
 def write_gif(frames: list[np.ndarray], path: str) -> None:
