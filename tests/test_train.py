@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from nbasync import train as train_mod
+from nbasync.algos.base import build_network
 from nbasync.config import ConfigError, build_config
-from nbasync.runfile import RunFile
+from nbasync.runfile import RunFile, RunLockedError, lock_run_dir
 
 SHM = Path("/dev/shm")
 
@@ -54,6 +55,7 @@ def test_short_run_writes_run_file(tmp_path, algo):
     assert len(episodes) == summary.episodes > 0
     assert set(np.unique(episodes["worker"])) <= {0, 1}
     assert np.all(np.diff(episodes["wall_time"]) > -1.0)  # seconds since the run started
+    assert np.all(np.diff(episodes["global_step"]) >= 0)  # episodes() sorts by step
     assert not shm_segments(os.getpid())
 
 
@@ -66,6 +68,7 @@ def test_resume_restores_parameters_statistics_and_counters(tmp_path, monkeypatc
         seen["params"] = state.params.copy()
         seen["g"] = state.opt_stats.copy()
         seen["step"] = state.global_step()
+        seen["slots"] = [state.worker_steps(i) for i in range(n_workers)]
         seen["segment"] = worker_args[1]
 
     monkeypatch.setattr(train_mod, "run_workers", fake_run_workers)
@@ -73,7 +76,85 @@ def test_resume_restores_parameters_statistics_and_counters(tmp_path, monkeypatc
     np.testing.assert_array_equal(seen["params"], ckpt.params)
     np.testing.assert_array_equal(seen["g"], ckpt.opt_stats["g"])
     assert seen["step"] == ckpt.step == int(ckpt.worker_steps.sum())
+    assert seen["slots"] == list(ckpt.worker_steps)  # each worker's count carries on
+    assert min(seen["slots"]) > 0
     assert seen["segment"] == 1
+    # the checkpoint written at the end of the resumed segment keeps the split too
+    after = RunFile.open(tmp_path / "run").latest_checkpoint()
+    assert list(after.worker_steps) == list(ckpt.worker_steps)
+
+
+def test_resume_with_fewer_workers_folds_their_steps(tmp_path, monkeypatch):
+    train_mod.train(small(tmp_path, workers=3))
+    ckpt = RunFile.open(tmp_path / "run").latest_checkpoint()
+    seen = {}
+
+    def fake_run_workers(worker_fn, n_workers, state, worker_args, **kw):
+        seen["slots"] = [state.worker_steps(i) for i in range(n_workers)]
+
+    monkeypatch.setattr(train_mod, "run_workers", fake_run_workers)
+    train_mod.resume(tmp_path / "run", {"steps": 6000, "workers": 2})
+    old = list(ckpt.worker_steps)
+    assert seen["slots"] == [old[0] + old[2], old[1]]
+
+
+def test_step_zero_checkpoint_and_lock_of_a_new_run(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_run_workers(worker_fn, n_workers, state, worker_args, **kw):
+        rf = RunFile.open(tmp_path / "run")
+        seen["steps"] = rf.checkpoint_steps()
+        seen["params"] = rf.load_checkpoint(0).params
+        with pytest.raises(RunLockedError, match=f"pid {os.getpid()}"):
+            lock_run_dir(tmp_path / "run")
+
+    monkeypatch.setattr(train_mod, "run_workers", fake_run_workers)
+    config = small(tmp_path)
+    train_mod.train(config)
+    assert seen["steps"] == [0]
+    net = build_network(config, train_mod.probe_env(config), max_batch=6)
+    net.init_params(config.seed)
+    np.testing.assert_array_equal(seen["params"], net.params)
+    lock_run_dir(tmp_path / "run").release()  # released at the end
+
+
+KILL_IN_WARMUP = (
+    "import os, signal, sys; from nbasync import train; "
+    "train.warm_up = lambda *a: os.kill(os.getpid(), signal.SIGKILL); "
+    "from nbasync.cli import train_main; sys.exit(train_main())"
+)
+
+
+def test_run_killed_before_its_first_checkpoint_can_be_resumed(tmp_path, monkeypatch):
+    """The Atari preset's first periodic checkpoint comes minutes in; a run SIGKILLed
+    before it is no dead end: it resumes from step 0."""
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_IN_WARMUP, "--steps", "3000", "--quiet",
+         "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == -9, proc.stderr
+    assert RunFile.open(tmp_path / "run").checkpoint_steps() == [0]
+    seen = {}
+    monkeypatch.setattr(
+        train_mod, "run_workers", lambda *a, **k: seen.setdefault("segment", k["worker_args"][1])
+    )
+    train_mod.resume(tmp_path / "run", {})
+    assert seen["segment"] == 1
+
+
+def test_second_process_on_a_run_directory_is_refused_naming_the_holder(tmp_path, capsys):
+    from nbasync.cli import train_main
+
+    train_mod.train(small(tmp_path))
+    before = (tmp_path / "run" / "run.h5").read_bytes()
+    with lock_run_dir(tmp_path / "run"):  # as a running nbasync-train holds it
+        for argv in (["--resume", str(tmp_path / "run"), "--steps", "9000"],
+                     ["--out", str(tmp_path / "run"), "--steps", "9000"]):  # fmt: skip
+            assert train_main([*argv, "--quiet"]) == 2
+            err = capsys.readouterr().err.strip()
+            assert err.count("\n") == 0 and f"in use by another run (pid {os.getpid()})" in err
+    assert (tmp_path / "run" / "run.h5").read_bytes() == before
 
 
 def test_resume_continues_to_the_new_budget(tmp_path):
