@@ -303,19 +303,19 @@ def test_context_manager_persists_episodes(tmp_path):
 
 
 def _failing_write_after(n_ok: int, monkeypatch):
-    """os.write in runfile succeeds ``n_ok`` times, then fails as on a full disk (after
-    writing a few bytes: a partial write is the realistic case)."""
-    real = os.write
+    """The run directory's writes succeed ``n_ok`` times, then fail as on a full disk
+    (after writing a few bytes: a partial write is the realistic case)."""
+    real = runfile_mod._write_all
     calls = {"n": 0}
 
-    def write(fd, data):
+    def write_all(fd, data):
         calls["n"] += 1
         if calls["n"] > n_ok:
             real(fd, bytes(memoryview(data)[:7]))
             raise OSError(28, "No space left on device")
         return real(fd, data)
 
-    monkeypatch.setattr(runfile_mod.os, "write", write)
+    monkeypatch.setattr(runfile_mod, "_write_all", write_all)
 
 
 def test_disk_full_keeps_previous_file_and_log(tmp_path, monkeypatch):

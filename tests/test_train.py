@@ -6,6 +6,7 @@ segment in /dev/shm, no worker process, and a run file whose last checkpoint ope
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -268,3 +269,64 @@ def test_eval_and_plot_a_run(tmp_path, capsys):
     png = tmp_path / "curve.png"
     assert plot_main([str(tmp_path / "run"), "-o", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+DISK_FULL_AFTER_4_WRITES = """
+import errno, os, sys
+from nbasync import runfile
+real_replace, real_write = runfile._replace_atomically, runfile._write_all
+files_replaced = [0]
+def replace(path, data):
+    files_replaced[0] += 1
+    return real_replace(path, data)
+def write_all(fd, data):  # log, run.h5, step-0 checkpoint and one more, then a full disk
+    if files_replaced[0] > 4:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return real_write(fd, data)
+runfile._replace_atomically, runfile._write_all = replace, write_all
+from nbasync.cli import train_main
+sys.exit(train_main())
+"""
+
+
+@contextlib.contextmanager
+def small_tmpfs(path: Path, size: str):
+    """A real small filesystem (needs mount rights, e.g. root in a container); skips if not."""
+    path.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["tmpfs", "injected"])
+def test_disk_full_ends_with_one_line_and_keeps_the_run_file(tmp_path, how):
+    with contextlib.ExitStack() as stack:
+        if how == "tmpfs":
+            root = stack.enter_context(small_tmpfs(tmp_path / "disk", "400k"))
+            code = TRAIN_MAIN
+        else:
+            root, code = tmp_path, DISK_FULL_AFTER_4_WRITES
+        cmd = [sys.executable, "-c", code, "--steps", "100000000", "--quiet",
+               "--checkpoint-every", "500", "--out", str(root / "run")]  # fmt: skip
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        seen_workers: set[int] = set()
+        while proc.poll() is None:
+            seen_workers.update(_workers_of(proc))
+            time.sleep(0.1)
+        err = proc.stderr.read()
+        assert proc.returncode == 3, err
+        assert err.strip().count("\n") == 0 and "No space left on device" in err, err
+        assert "Traceback" not in err
+        assert not any(Path(f"/proc/{w}").exists() for w in seen_workers)
+        assert not shm_segments(proc.pid)
+        rf = RunFile.open(root / "run")
+        ckpt = rf.latest_checkpoint()  # the last good checkpoint opens
+        assert ckpt.step > 0 and np.all(np.isfinite(ckpt.params))
+        assert len(rf.episodes()) > 0
