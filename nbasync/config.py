@@ -105,6 +105,13 @@ class TrainConfig:
         "over --steps",
         default=0.0,
     )
+    stall_timeout: float = _help(
+        "seconds a worker may make no step before it counts as stalled and the run stops "
+        "with exit code 3 (0 = never). A worker steps many times a second (an update of "
+        "t_max steps takes well under 1 s, even Atari on a busy machine); start-up, before "
+        "the first step, gets at least 60 s",
+        default=30.0,
+    )
     eval_episodes: int = _help("greedy evaluation episodes at the end of training", default=0)
     quiet: bool = _help("no live progress line", default=False)
 
@@ -345,7 +352,7 @@ def validate(c: TrainConfig) -> None:
         v = getattr(c, name)
         if not (math.isfinite(v) and v > 0):
             raise bad(name, f"must be a positive number, got {v}")
-    for name in ("entropy_beta", "value_weight", "grad_clip", "time_limit"):
+    for name in ("entropy_beta", "value_weight", "grad_clip", "time_limit", "stall_timeout"):
         v = getattr(c, name)
         if not (math.isfinite(v) and v >= 0):
             raise bad(name, f"must be >= 0, got {v}")

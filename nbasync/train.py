@@ -31,7 +31,16 @@ from .shared import SharedState
 
 # Settings a resumed run may change; everything else must match the run file.
 RESUMABLE = frozenset(
-    {"steps", "workers", "quiet", "checkpoint_every", "eval_episodes", "out", "time_limit"}
+    {
+        "steps",
+        "workers",
+        "quiet",
+        "checkpoint_every",
+        "eval_episodes",
+        "out",
+        "time_limit",
+        "stall_timeout",
+    }
 )
 
 
@@ -312,6 +321,7 @@ def _run(
                 ),
                 poll_s=0.25,
                 on_poll=on_poll,
+                stall_timeout_s=config.stall_timeout,
             )
         finally:
             # The last good state is kept whatever ended the run (a worker failure included).
