@@ -203,7 +203,7 @@ def _wait_for_checkpoint(tmp_path, proc, timeout=90.0) -> None:
         if proc.poll() is not None:
             raise AssertionError(f"trainer ended early: {proc.communicate()}")
         try:
-            if RunFile.open(tmp_path / "run").checkpoint_steps():
+            if RunFile.open(tmp_path / "run").checkpoint_steps()[-1] > 0:  # past step 0
                 return
         except Exception:
             pass
@@ -227,21 +227,30 @@ def _workers_of(proc) -> list[int]:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("how", "expected_codes"),
-    [("SIGINT", (130,)), ("SIGTERM", (143, -15)), ("kill_worker", (3,))],
+    [
+        ("SIGINT", (130,)),
+        ("SIGTERM", (143, -15)),
+        ("kill_worker", (3,)),
+        ("stop_worker", (3,)),  # SIGSTOP: a hung worker, caught by --stall-timeout
+    ],
 )
 def test_every_ending_cleans_up_and_keeps_a_checkpoint(tmp_path, how, expected_codes):
-    proc = _start(tmp_path)
+    proc = _start(tmp_path, "--stall-timeout", "3")
     try:
         _wait_for_checkpoint(tmp_path, proc)
         workers = _workers_of(proc)
         assert len(workers) == 2
+        hit = time.monotonic()
         if how == "SIGINT":
             proc.send_signal(signal.SIGINT)
         elif how == "SIGTERM":
             proc.send_signal(signal.SIGTERM)
-        else:
+        elif how == "kill_worker":
             os.kill(workers[0], signal.SIGKILL)
+        else:
+            os.kill(workers[0], signal.SIGSTOP)
         out, err = proc.communicate(timeout=60)
+        took = time.monotonic() - hit
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -249,6 +258,12 @@ def test_every_ending_cleans_up_and_keeps_a_checkpoint(tmp_path, how, expected_c
     assert "Traceback" not in err
     if how == "kill_worker":
         assert "worker" in err and "SIGKILL" in err and len(err.strip().splitlines()) == 1
+    if how == "stop_worker":
+        assert len(err.strip().splitlines()) == 1, err
+        assert f"(pid {workers[0]}) made no step for 3" in err
+        assert took < 3 + 10, took  # noticed after 3 s, everything stopped within 10 s
+    else:
+        assert took < 10, took
     deadline = time.time() + 5
     while any(Path(f"/proc/{w}").exists() for w in workers) and time.time() < deadline:
         time.sleep(0.1)
@@ -330,3 +345,47 @@ def test_disk_full_ends_with_one_line_and_keeps_the_run_file(tmp_path, how):
         ckpt = rf.latest_checkpoint()  # the last good checkpoint opens
         assert ckpt.step > 0 and np.all(np.isfinite(ckpt.params))
         assert len(rf.episodes()) > 0
+
+
+@pytest.mark.slow
+def test_sigkilled_parent_takes_workers_and_tracker_along_silently(tmp_path):
+    """A second trainer on the running directory is refused naming the holder; when the
+    holder is SIGKILLed, its workers and multiprocessing's resource tracker are gone within
+    2 s, the shared memory is unlinked, nothing is printed, and the directory is free."""
+    proc = _start(tmp_path)
+    try:
+        _wait_for_checkpoint(tmp_path, proc)
+        second = subprocess.run(
+            [sys.executable, "-c", TRAIN_MAIN, "--resume", str(tmp_path / "run"), "--quiet"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert second.returncode == 2, second.stderr
+        assert f"in use by another run (pid {proc.pid})" in second.stderr
+        assert second.stderr.strip().count("\n") == 0
+        children = _children(proc.pid)  # the workers and the resource tracker
+        assert len(children) == 3
+        proc.kill()
+        killed = time.monotonic()
+        while any(_running(c) for c in children) and time.monotonic() - killed < 10:
+            time.sleep(0.02)
+        gone_after = time.monotonic() - killed
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert gone_after < 2.0, gone_after
+    assert err == ""
+    deadline = time.time() + 2
+    while shm_segments(proc.pid) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not shm_segments(proc.pid)
+    lock_run_dir(tmp_path / "run").release()
+    assert RunFile.open(tmp_path / "run").latest_checkpoint().step > 0
+
+
+def _running(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "zombie" not in status
