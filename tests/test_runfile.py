@@ -573,3 +573,28 @@ def test_check_compatible_layout(tmp_path):
     swapped = [("fc1.weight", 0, (4, 8)), *LAYOUT[1:]]
     with pytest.raises(RunFileError, match="network shape differs at 'fc1.weight'"):
         rf.check_compatible(CONFIG, swapped)
+
+
+def test_writer_memory_does_not_grow_with_the_log(tmp_path):
+    """The parent logs every episode of a long run: its RunFile keeps at most a small
+    buffer, not the log (which was held whole and rewritten at every checkpoint)."""
+    import tracemalloc
+
+    rf = RunFile.create(tmp_path, CONFIG, LAYOUT, keep=2)
+
+    def log(n, start):
+        for i in range(start, start + n):
+            rf.append_episode(i % 4, 10 * i, 0.01 * i, 1.0, 10)
+            if i % 10_000 == 0:
+                rf.write_checkpoint(**make_ckpt_args(10 * i))
+
+    log(10_000, 1)
+    tracemalloc.start()
+    try:
+        base = tracemalloc.take_snapshot()
+        log(40_000, 10_001)
+        grown = sum(d.size_diff for d in tracemalloc.take_snapshot().compare_to(base, "filename"))
+    finally:
+        tracemalloc.stop()
+    assert rf.n_episodes == 50_000
+    assert grown < 100_000, grown  # bytes; those 40k rows alone are 1.6 MB
