@@ -128,6 +128,8 @@ def _eval(argv: Sequence[str] | None) -> int:
     args = p.parse_args(argv)
     if args.episodes < 1:
         raise UserError(f"--episodes must be at least 1, got {args.episodes}")
+    if not 0.0 <= args.epsilon <= 1.0:  # also refuses nan
+        raise UserError(f"--epsilon must be in [0, 1], got {args.epsilon}")
     try:
         result = evaluate_run(
             args.run,
@@ -164,10 +166,10 @@ def _plot(argv: Sequence[str] | None) -> int:
     try:
         if _plot_sweep(args):
             return 0
-        plot_runs(args.runs, args.output, window=args.window)
+        written = plot_runs(args.runs, args.output, window=args.window)
     except PlotError as exc:
         raise UserError(str(exc)) from None
-    print(f"wrote {args.output}")
+    print(f"wrote {written}")
     return 0
 
 

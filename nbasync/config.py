@@ -124,6 +124,13 @@ class TrainConfig:
         "never applied to the shared parameters",
         default=100,
     )
+    stall_timeout: float = _help(
+        "seconds a worker may make no step before it counts as stalled and the run stops "
+        "with exit code 3 (0 = never). A worker steps many times a second (an update of "
+        "t_max steps takes well under 1 s, even Atari on a busy machine); start-up, before "
+        "the first step, gets at least 60 s",
+        default=30.0,
+    )
     eval_episodes: int = _help("greedy evaluation episodes at the end of training", default=0)
     quiet: bool = _help("no live progress line", default=False)
 
@@ -166,16 +173,50 @@ def coerce(f: dataclasses.Field, value: Any) -> Any:
         if isinstance(default, tuple):
             items = value.split(",") if isinstance(value, str) else list(value)
             kind = type(default[0]) if default else float
-            return tuple(kind(x) for x in items)
+            return tuple(_as_int(x) if kind is int else _as_float(x) for x in items)
         if isinstance(default, int):
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return int(float(value)) if isinstance(value, str) else int(value)
+            return _as_int(value)
         if isinstance(default, float):
-            return float(value)
+            return _as_float(value)
         return str(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"--{f.name.replace('_', '-')}: invalid value {value!r}") from None
+
+
+#: Every integer setting must fit the int64 counters of the shared state and the run file.
+INT64_MAX = 2**63 - 1
+
+
+def _as_int(value: Any) -> int:
+    """A whole number: 3, "3", "1e6", 3.0; never a bool, a fraction (1.5 is not rounded to
+    1), inf, nan, or a value outside int64 (the step counters' type)."""
+    if isinstance(value, bool):
+        raise TypeError(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = int(text)
+        except ValueError:
+            as_float = float(text)
+            if not (math.isfinite(as_float) and as_float.is_integer()):
+                raise ValueError(value) from None
+            number = int(as_float)
+    elif isinstance(value, float):
+        if not (math.isfinite(value) and value.is_integer()):
+            raise ValueError(value)
+        number = int(value)
+    else:
+        number = int(value)
+    if abs(number) > INT64_MAX:
+        raise OverflowError(value)
+    return number
+
+
+def _as_float(value: Any) -> float:
+    """A number (NaN and inf pass here; ``validate`` says which settings allow them)."""
+    if isinstance(value, bool):
+        raise TypeError(value)
+    return float(value)
 
 
 def looks_like_atari(env_id: str) -> bool:
@@ -299,6 +340,12 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     return flat
 
 
+#: Step counters are int64 and a run may overshoot ``steps`` by a rollout per worker.
+MAX_STEPS = 2**62
+#: Seeds feed numpy's SeedSequence (non-negative); evaluation adds 10_000 and worker i adds i.
+MAX_SEED = 2**62
+
+
 def validate(c: TrainConfig) -> None:
     """Raise ConfigError (one line naming the setting) for any value the run cannot use."""
 
@@ -325,13 +372,17 @@ def validate(c: TrainConfig) -> None:
     for name in ("epsilon_anneal_steps", "checkpoint_every", "eval_episodes"):
         if getattr(c, name) < 0:
             raise bad(name, f"must be >= 0, got {getattr(c, name)}")
+    if c.steps > MAX_STEPS:
+        raise bad("steps", f"{c.steps} is more than {MAX_STEPS} (2**62, the int64 step counters)")
+    if not 0 <= c.seed <= MAX_SEED:
+        raise bad("seed", f"must be in [0, {MAX_SEED}], got {c.seed}")
     if c.workers > 512:
         raise bad("workers", f"{c.workers} is more than 512")
     for name in ("lr", "rmsprop_eps"):
         v = getattr(c, name)
         if not (math.isfinite(v) and v > 0):
             raise bad(name, f"must be a positive number, got {v}")
-    for name in ("entropy_beta", "value_weight", "grad_clip", "time_limit"):
+    for name in ("entropy_beta", "value_weight", "grad_clip", "time_limit", "stall_timeout"):
         v = getattr(c, name)
         if not (math.isfinite(v) and v >= 0):
             raise bad(name, f"must be >= 0, got {v}")

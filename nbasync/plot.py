@@ -43,6 +43,21 @@ def _import_matplotlib():
     return Figure, FigureCanvasAgg
 
 
+def _output_path(out, canvas_class) -> Path:
+    """The file that will be written: a name without a suffix gets ``.png`` (and the caller
+    reports that name); a suffix matplotlib cannot write (``x.txt``) is refused up front."""
+    out = Path(out)
+    if not out.suffix:
+        return out.with_name(out.name + ".png")
+    kinds = canvas_class.get_supported_filetypes()
+    if out.suffix[1:].lower() not in kinds:
+        raise PlotError(
+            f"cannot write a {out.suffix} file ({out}); use one of "
+            + ", ".join("." + k for k in sorted(kinds))
+        )
+    return out
+
+
 def _label(run: RunFile) -> str:
     algo = run.config().get("algo")
     name = run.out_dir.name or str(run.out_dir)
@@ -53,14 +68,18 @@ def plot_runs(run_paths, out_png, window: int = 100, title: str | None = None) -
     """Plot the learning curves of ``run_paths`` (run dirs or run.h5 files) into
     ``out_png``: left panel vs global steps, right panel vs wall time, one line per run
     (labelled ``<run dir> (<algo>)``). Each point is the mean return of the last ``window``
-    episodes. Returns the PNG path. Unreadable runs raise ``RunFileError``.
+    episodes. Returns the path written (``.png`` added to a name without a suffix).
+    Unreadable runs raise ``RunFileError``; a window < 1 or an unknown suffix ``PlotError``.
     """
     if isinstance(run_paths, (str, Path)):
         run_paths = [run_paths]
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise PlotError(f"--window must be a whole number of episodes >= 1, got {window!r}")
+    Figure, FigureCanvasAgg = _import_matplotlib()
+    out = _output_path(out_png, FigureCanvasAgg)
     runs = [RunFile.open(p) for p in run_paths]
     if not runs:
         raise PlotError("no runs to plot")
-    Figure, FigureCanvasAgg = _import_matplotlib()
 
     fig = Figure(figsize=(12, 4.5), layout="constrained")
     FigureCanvasAgg(fig)
@@ -101,7 +120,6 @@ def plot_runs(run_paths, out_png, window: int = 100, title: str | None = None) -
     if title:
         fig.suptitle(title)
 
-    out = Path(out_png)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, dpi=100)

@@ -1,27 +1,34 @@
-"""The HDF5 run file: one per training run, at ``<out_dir>/run.h5``.
+"""The run directory's files: ``run.h5`` (checkpoints), ``episodes.bin`` (the episode log)
+and ``run.lock`` (who is running it).
 
 Owns: the on-disk layout (see docs/runfile.md), the config and parameter layout of a run,
-its last ``keep`` checkpoints, and its episode log. A leaf module: numpy, h5py, stdlib
-(and the leaf ``errors``).
+its last ``keep`` checkpoints, its episode log, and the lock that keeps a second process
+off a directory in use. A leaf module: numpy, h5py, stdlib (and the leaf ``errors``).
 
-Every write is atomic. ``save()`` and ``write_checkpoint()`` write the WHOLE file to
-``run.h5.tmp`` in the same directory, fsync it, then ``os.replace`` it onto ``run.h5`` (and
-fsync the directory). A process killed at any instant therefore leaves either the previous
-``run.h5`` or the new one, never a half-written file; a stray ``run.h5.tmp`` left by such a
-crash is ignored by ``open`` and overwritten by the next write. Old checkpoints are copied
-group-by-group from the previous file (``h5py`` ``copy``), so only the new checkpoint and the
-episode log are held in memory.
+``run.h5`` is replaced atomically at every write (``create``, ``write_checkpoint``): the new
+file is built in memory (h5py on a BytesIO), written to ``run.h5.tmp`` with plain
+``os.write``, fsynced, and ``os.replace``d onto ``run.h5``. A process killed at any instant
+leaves the previous ``run.h5`` or the new one, never a half-written file; a full disk is an
+``OSError`` from ``os.write`` (never an h5py error inside the HDF5 library), reported as
+``RunWriteError`` with the previous file intact. It holds no episodes, so it stays small.
 
-Episodes appended with ``append_episode`` are buffered in memory until the next ``save()``,
-``write_checkpoint()`` or ``close()``: a crash loses at most the episodes since then.
+The episode log is appended, never rewritten: ``append_episode`` buffers a few rows and
+writes them at the end of ``episodes.bin`` (at least every second, and at every checkpoint);
+nothing of the log is kept in memory. Rows are stored in arrival order; ``episodes()``
+returns them sorted by global step.
 
-Every failure to read or write the file is a ``RunFileError`` with a one-line message; no
-h5py traceback escapes. Bad arguments (wrong parameter count, ...) are ``ValueError``.
+Failures to read a file, or to write one for a reason the user controls (permissions, a
+path that is a file), are ``RunFileError`` (bad input, exit 2); a write that fails for any
+other reason (disk full, I/O error) is ``RunWriteError`` (a run failure, exit 3). No h5py
+traceback escapes. Bad arguments (wrong parameter count, ...) are ``ValueError``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
+import io
 import json
 import math
 import os
@@ -33,7 +40,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .errors import UserInputError
+from .errors import RunFailedError, UserInputError
 
 __all__ = [
     "FILE_NAME",
@@ -45,11 +52,22 @@ __all__ = [
     "Checkpoint",
     "RunFile",
     "RunFileError",
+    "RunLock",
+    "RunLockedError",
+    "RunWriteError",
+    "lock_run_dir",
+    "make_run_dir",
+    "read_episode_log",
 ]
 
 FILE_NAME = "run.h5"
+EPISODE_LOG_NAME = "episodes.bin"
+LOCK_NAME = "run.lock"
 FORMAT_NAME = "nbasync-run"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions ``open`` reads. Version 1 kept the episode log inside run.h5 (rewritten at
+#: every write); the first write of a version-1 run moves it to episodes.bin.
+READABLE_VERSIONS = (1, 2)
 DEFAULT_KEEP = 5
 
 #: Config keys that may change between a run and its resumption; every other key must be
@@ -75,20 +93,47 @@ MAY_DIFFER_ON_RESUME = frozenset(
 #: across resumes), not a Unix time.
 EPISODE_DTYPE = np.dtype(
     [
-        ("worker", np.int64),
-        ("global_step", np.int64),
-        ("wall_time", np.float64),
-        ("return", np.float64),
-        ("length", np.int64),
+        ("worker", "<i8"),
+        ("global_step", "<i8"),
+        ("wall_time", "<f8"),
+        ("return", "<f8"),
+        ("length", "<i8"),
     ]
 )
+#: First bytes of episodes.bin; rows of EPISODE_DTYPE (40 bytes, little-endian) follow.
+EPISODE_LOG_MAGIC = b"nbasync-episodes v1\n".ljust(64, b"\0")
+#: ``append_episode`` writes its buffer once it holds this many rows or is this old.
+_FLUSH_ROWS = 256
+_FLUSH_S = 1.0
 
 _CKPT_GROUP = "checkpoints"
 _STEP_WIDTH = 12
 
 
 class RunFileError(UserInputError):
-    """A run file is missing, unreadable, corrupt, incompatible or cannot be written."""
+    """A run file is missing, unreadable, corrupt, incompatible, or cannot be written for a
+    reason the user controls (permissions, a path that is not a directory)."""
+
+
+class RunLockedError(RunFileError):
+    """The run directory is in use by another process (bad input: exit 2)."""
+
+
+class RunWriteError(RunFailedError):
+    """A write to the run directory failed (disk full, I/O error): the run stops with one
+    line and exit code 3; the previous ``run.h5`` and the episodes logged so far are kept."""
+
+
+#: errno values of a write the user can fix by choosing another path (RunFileError).
+_INPUT_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR})
+
+
+def _write_error(what: str, exc: BaseException) -> Exception:
+    """RunFileError for a path the user chose badly, RunWriteError for anything else."""
+    message = f"cannot write {what}: {_one_line(exc)}"
+    if isinstance(exc, OSError) and exc.errno in _INPUT_ERRNOS:
+        return RunFileError(message)
+    return RunWriteError(message)
 
 
 @dataclass
@@ -158,20 +203,40 @@ def _normalise_layout(param_layout) -> list[tuple[str, int, tuple[int, ...]]]:
     return out
 
 
-def _fsync_path(path: Path, directory: bool = False) -> None:
-    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
-    fd = os.open(path, flags)
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable; some filesystems refuse fsync on a directory."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is out (a short write is retried, an error raised)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _replace_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path.tmp``, fsync, rename onto ``path``: all or nothing.
+    Raises OSError (the tmp file removed, ``path`` untouched)."""
+    tmp = path.with_name(path.name + ".tmp")
     try:
-        os.fsync(fd)
-    except OSError:
-        if not directory:  # some filesystems refuse fsync on a directory: not fatal
-            raise
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
-    _fsync_path(path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
 
 
 def _write_string(group: h5py.Group, name: str, text: str) -> None:
@@ -183,12 +248,96 @@ def _read_string(group: h5py.Group, name: str) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
-class RunFile:
-    """One run's HDF5 file. Create with ``RunFile.create``, reopen with ``RunFile.open``.
+def read_episode_log(path) -> np.ndarray:
+    """The rows of an ``episodes.bin`` in the order they were written (a missing file is an
+    empty log; a partial last row, left by a crash mid-write, is ignored)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return np.zeros(0, EPISODE_DTYPE)
+    except OSError as exc:
+        raise RunFileError(f"cannot read episode log {path}: {_one_line(exc)}") from None
+    if not data:
+        return np.zeros(0, EPISODE_DTYPE)
+    if not data.startswith(EPISODE_LOG_MAGIC):
+        raise RunFileError(f"{path} is not an nbasync episode log")
+    body = data[len(EPISODE_LOG_MAGIC) :]
+    n = len(body) // EPISODE_DTYPE.itemsize
+    return np.frombuffer(body, EPISODE_DTYPE, count=n).copy()
 
-    The object holds the config, layout and episode log in memory; checkpoints are read
-    from disk on demand. It is meant for one writer (the training parent process); readers
-    (plots, evaluation) may open the file at any time, even during training.
+
+def make_run_dir(out_dir) -> Path:
+    """Create ``out_dir`` and its parents (``RunFileError`` naming it when impossible)."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunFileError(f"cannot create run directory {out}: {_one_line(exc)}") from None
+    if not out.is_dir():
+        raise RunFileError(f"cannot create run directory {out}: not a directory")
+    return out
+
+
+# ------------------------------------------------------------------------- run lock
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``<run dir>/run.lock``, held while a run uses the directory.
+
+    The kernel releases it when its process ends in any way (SIGKILL included), so a dead
+    run never leaves a stale lock; the file itself stays and holds the last holder's pid.
+    """
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the only descriptor drops the flock
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+
+def lock_run_dir(run_dir) -> RunLock:
+    """Claim ``run_dir`` (which must exist) for this process, or raise ``RunLockedError``
+    naming the pid of the process that holds it. Never waits."""
+    run_dir = Path(run_dir)
+    path = run_dir / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as exc:
+        raise _write_error(f"lock file {path}", exc) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise RunLockedError(
+            f"{run_dir} is in use by another run (pid {holder}); wait for it to end, or "
+            f"stop it, then try again"
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError:
+        pass  # the lock holds without the pid; the message then says "unknown"
+    return RunLock(path, fd)
+
+
+class RunFile:
+    """One run's files. Create with ``RunFile.create``, reopen with ``RunFile.open``.
+
+    The object holds the config and layout; checkpoints and episodes are read from disk on
+    demand, so its memory does not grow with the run. It is meant for one writer (the
+    training parent, holding the directory's ``RunLock``); readers (plots, evaluation) may
+    open the files at any time, even during training.
     """
 
     def __init__(
@@ -197,16 +346,20 @@ class RunFile:
         config: dict,
         layout: list[tuple[str, int, tuple[int, ...]]],
         keep: int,
-        episodes: np.ndarray,
         created_at: float,
+        n_logged: int,
+        legacy_episodes: np.ndarray | None = None,
     ) -> None:
         self.path = Path(path)
         self._config = config
         self._layout = layout
         self.keep = keep
-        self._episodes = episodes
-        self._pending: list[tuple] = []
         self._created_at = created_at
+        self._n_logged = n_logged  # rows in episodes.bin
+        self._legacy = legacy_episodes  # a version-1 file's log, until it is migrated
+        self._pending: list[tuple] = []
+        self._last_flush = time.monotonic()
+        self._log_fd: int | None = None
 
     # ------------------------------------------------------------------ create / open
     @classmethod
@@ -218,10 +371,11 @@ class RunFile:
         keep: int = DEFAULT_KEEP,
         overwrite: bool = False,
     ) -> RunFile:
-        """Create ``out_dir`` (and parents) and a fresh ``out_dir/run.h5``; write it now.
+        """Create ``out_dir`` (and parents), a fresh ``run.h5`` and an empty episode log.
 
         ``param_layout`` is ``net.layout``: a list of ``(name, offset, shape)``. An existing
-        run file is an error unless ``overwrite`` (resume with ``RunFile.open`` instead).
+        run file is an error unless ``overwrite``, or unless it holds no checkpoint and no
+        episode (a run killed before anything was saved: nothing to lose, reuse it).
         """
         if int(keep) < 1:
             raise ValueError(f"keep must be >= 1, got {keep}")
@@ -230,27 +384,42 @@ class RunFile:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"config is not JSON serialisable: {_one_line(exc)}") from None
         out = Path(out_dir)
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise RunFileError(f"cannot create run directory {out}: {_one_line(exc)}") from None
-        if not out.is_dir():
-            raise RunFileError(f"cannot create run directory {out}: not a directory")
+        if not overwrite:
+            cls.check_creatable(out)
+        make_run_dir(out)
         path = out / FILE_NAME
-        if path.exists() and not overwrite:
-            raise RunFileError(
-                f"a run file already exists at {path} (resume it, or choose another out dir)"
-            )
         rf = cls(
             path,
             json.loads(_to_json(config)),
             _normalise_layout(param_layout),
             int(keep),
-            np.zeros(0, EPISODE_DTYPE),
             time.time(),
+            n_logged=0,
         )
+        try:
+            _replace_atomically(out / EPISODE_LOG_NAME, EPISODE_LOG_MAGIC)
+        except OSError as exc:
+            raise _write_error(f"episode log {out / EPISODE_LOG_NAME}", exc) from None
         rf._write(new_ckpt=None, fresh=True)
         return rf
+
+    @classmethod
+    def check_creatable(cls, out_dir) -> None:
+        """Raise ``RunFileError`` if ``out_dir`` holds a run file with a checkpoint or an
+        episode (or one that cannot be read). A run file holding neither, left by a run
+        killed before anything was saved, may be replaced: nothing is lost."""
+        path = Path(out_dir) / FILE_NAME
+        if not path.exists():
+            return
+        try:
+            rf = cls.open(path)
+            if not rf.checkpoint_steps() and rf.n_episodes == 0:
+                return
+        except RunFileError:
+            pass
+        raise RunFileError(
+            f"a run file already exists at {path} (resume it, or choose another out dir)"
+        )
 
     @classmethod
     def open(cls, out_dir_or_file, keep: int | None = None) -> RunFile:
@@ -260,6 +429,7 @@ class RunFile:
         path = p / FILE_NAME if p.is_dir() else p
         if not path.is_file():
             raise RunFileError(f"no run file at {path}")
+        legacy = None
         try:
             with h5py.File(path, "r") as f:
                 fmt = f.attrs.get("format")
@@ -268,14 +438,15 @@ class RunFile:
                 if fmt != FORMAT_NAME:
                     raise RunFileError(f"{path} is not an nbasync run file")
                 version = int(f.attrs.get("format_version", -1))
-                if version != FORMAT_VERSION:
+                if version not in READABLE_VERSIONS:
                     raise RunFileError(
                         f"{path} has run-file format version {version}; "
-                        f"this nbasync reads version {FORMAT_VERSION}"
+                        f"this nbasync reads versions {', '.join(map(str, READABLE_VERSIONS))}"
                     )
                 config = json.loads(_read_string(f, "config"))
                 layout = _normalise_layout(json.loads(_read_string(f, "param_layout")))
-                episodes = np.asarray(f["episodes"][()], dtype=EPISODE_DTYPE)
+                if version == 1:
+                    legacy = np.asarray(f["episodes"][()], dtype=EPISODE_DTYPE)
                 stored_keep = int(f.attrs["keep"])
                 created_at = float(f.attrs["created_at"])
                 for name in f[_CKPT_GROUP]:  # touch every checkpoint's metadata
@@ -286,13 +457,20 @@ class RunFile:
             raise RunFileError(f"cannot read run file {path}: {_one_line(exc)}") from None
         if keep is not None and int(keep) < 1:
             raise ValueError(f"keep must be >= 1, got {keep}")
+        n_logged = 0
+        if legacy is None:
+            log = path.parent / EPISODE_LOG_NAME
+            with contextlib.suppress(FileNotFoundError):
+                size = log.stat().st_size - len(EPISODE_LOG_MAGIC)
+                n_logged = max(size, 0) // EPISODE_DTYPE.itemsize
         return cls(
             path,
             config,
             layout,
             int(keep) if keep is not None else stored_keep,
-            episodes,
             created_at,
+            n_logged,
+            legacy,
         )
 
     # ------------------------------------------------------------------ metadata
@@ -360,20 +538,98 @@ class RunFile:
             )
 
     # ------------------------------------------------------------------ episodes
+    @property
+    def log_path(self) -> Path:
+        return self.path.parent / EPISODE_LOG_NAME
+
+    @property
+    def n_episodes(self) -> int:
+        """Episodes logged so far (on disk and buffered)."""
+        stored = len(self._legacy) if self._legacy is not None else self._n_logged
+        return stored + len(self._pending)
+
     def append_episode(
         self, worker: int, global_step: int, wall_time: float, ret: float, length: int
     ) -> None:
-        """Buffer one finished episode; persisted by the next save/checkpoint/close."""
+        """Log one finished episode. It is appended to ``episodes.bin`` with the next
+        ``_FLUSH_ROWS`` rows or within about a second (and by every checkpoint, ``save``
+        and ``close``). A failed write raises ``RunWriteError`` (or ``RunFileError``)."""
         self._pending.append(
             (int(worker), int(global_step), float(wall_time), float(ret), int(length))
         )
+        if len(self._pending) >= _FLUSH_ROWS or time.monotonic() - self._last_flush >= _FLUSH_S:
+            self.flush_episodes()
 
-    def episodes(self) -> np.ndarray:
-        """All episodes (saved and buffered), a structured array of ``EPISODE_DTYPE``
-        (fields worker, global_step, wall_time, return, length) in append order."""
-        if not self._pending:
-            return self._episodes.copy()
-        return np.concatenate([self._episodes, np.array(self._pending, dtype=EPISODE_DTYPE)])
+    def episodes(self, by_step: bool = True) -> np.ndarray:
+        """All episodes (on disk and buffered), a structured array of ``EPISODE_DTYPE``
+        (fields worker, global_step, wall_time, return, length). ``by_step``: sorted by
+        global step (stable); else in the order they were logged. Workers report episodes
+        as they end, so the logged order has small decreases of the global step."""
+        legacy = self._legacy
+        stored = legacy if legacy is not None else read_episode_log(self.log_path)
+        rows = stored
+        if self._pending:
+            rows = np.concatenate([stored, np.array(self._pending, dtype=EPISODE_DTYPE)])
+        elif self._legacy is not None:
+            rows = stored.copy()
+        if by_step:
+            rows = rows[np.argsort(rows["global_step"], kind="stable")]
+        return rows
+
+    def flush_episodes(self, sync: bool = False) -> None:
+        """Append the buffered episodes to ``episodes.bin`` (and fsync with ``sync``)."""
+        self._last_flush = time.monotonic()
+        if self._legacy is not None:
+            self._migrate_legacy()
+        if not self._pending and not sync:
+            return
+        fd = self._open_log()
+        data = np.array(self._pending, dtype=EPISODE_DTYPE).tobytes()
+        end = len(EPISODE_LOG_MAGIC) + self._n_logged * EPISODE_DTYPE.itemsize
+        try:
+            _write_all(fd, data)
+            if sync:
+                os.fsync(fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, end)  # no partial row stays behind a failed append
+            raise _write_error(f"episode log {self.log_path}", exc) from None
+        self._n_logged += len(self._pending)
+        self._pending = []
+
+    def _open_log(self) -> int:
+        """The log's descriptor, opened for appending once; cuts a partial last row (a
+        crash mid-append) so that new rows stay aligned."""
+        if self._log_fd is not None:
+            return self._log_fd
+        path = self.log_path
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            size = os.fstat(fd).st_size
+            if size < len(EPISODE_LOG_MAGIC):
+                os.ftruncate(fd, 0)
+                _write_all(fd, EPISODE_LOG_MAGIC)
+                self._n_logged = 0
+            else:
+                rows = (size - len(EPISODE_LOG_MAGIC)) // EPISODE_DTYPE.itemsize
+                os.ftruncate(fd, len(EPISODE_LOG_MAGIC) + rows * EPISODE_DTYPE.itemsize)
+                self._n_logged = rows
+        except OSError as exc:
+            raise _write_error(f"episode log {path}", exc) from None
+        self._log_fd = fd
+        return fd
+
+    def _migrate_legacy(self) -> None:
+        """Version 1 -> 2: the log goes to episodes.bin (written whole, atomically), then
+        run.h5 is rewritten without it. A crash in between leaves a readable version 1."""
+        rows = self._legacy
+        try:
+            _replace_atomically(self.log_path, EPISODE_LOG_MAGIC + rows.tobytes())
+        except OSError as exc:
+            raise _write_error(f"episode log {self.log_path}", exc) from None
+        self._legacy = None
+        self._n_logged = len(rows)
+        self._write(new_ckpt=None)
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_steps(self) -> list[int]:
@@ -439,8 +695,9 @@ class RunFile:
         rng_state: dict[str, Any] | None = None,
     ) -> Checkpoint:
         """Add a checkpoint at global step ``step`` (replacing one at the same step), drop
-        all but the newest ``keep``, and atomically rewrite the file (buffered episodes
-        included). Arrays are copied at the call, so the caller may keep training.
+        all but the newest ``keep``, and atomically replace run.h5 (buffered episodes are
+        appended to the log first). Arrays are copied at the call, so the caller may keep
+        training. A failed write raises ``RunWriteError``; the previous run.h5 stays.
 
         ``rng_state`` values that are numpy arrays are stored as datasets; anything else
         must be JSON-serialisable (bit-generator state dicts are) and comes back as JSON
@@ -462,7 +719,8 @@ class RunFile:
                     rng[str(k)] = _to_json(v)
                 except (TypeError, ValueError) as exc:
                     raise ValueError(f"rng_state[{k!r}]: {_one_line(exc)}") from None
-        n_episodes = len(self._episodes) + len(self._pending)
+        self.flush_episodes(sync=True)  # the log holds every episode the checkpoint counts
+        n_episodes = self.n_episodes
         ckpt = Checkpoint(
             step=int(step),
             params=params,
@@ -479,13 +737,19 @@ class RunFile:
 
     # ------------------------------------------------------------------ writing
     def save(self) -> None:
-        """Atomically persist buffered episodes (checkpoints are untouched)."""
-        self._write(new_ckpt=None)
+        """Append buffered episodes to the log and fsync it (checkpoints are untouched)."""
+        self.flush_episodes(sync=True)
 
     def close(self) -> None:
-        """Persist buffered episodes, if any. The object stays usable."""
-        if self._pending:
-            self.save()
+        """Persist buffered episodes and close the log. The object stays usable."""
+        try:
+            if self._pending or self._legacy is not None:
+                self.save()
+        finally:
+            if self._log_fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self._log_fd)
+                self._log_fd = None
 
     def __enter__(self) -> RunFile:
         return self
@@ -493,36 +757,35 @@ class RunFile:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
-    def _write(self, new_ckpt: Checkpoint | None, fresh: bool = False) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        episodes = self.episodes()
-        try:
-            with h5py.File(tmp, "w") as dst:
-                self._write_contents(dst, episodes, new_ckpt, fresh)
-            _fsync_file(tmp)
-            os.replace(tmp, self.path)
-            _fsync_path(self.path.parent, directory=True)
-        except Exception as exc:
+    def __del__(self) -> None:
+        if getattr(self, "_log_fd", None) is not None:
             with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise RunFileError(f"cannot write run file {self.path}: {_one_line(exc)}") from None
-        self._episodes = episodes
-        self._pending = []
+                os.close(self._log_fd)
 
-    def _write_contents(
-        self,
-        dst: h5py.File,
-        episodes: np.ndarray,
-        new_ckpt: Checkpoint | None,
-        fresh: bool,
-    ) -> None:
+    def _write(self, new_ckpt: Checkpoint | None, fresh: bool = False) -> None:
+        """Replace run.h5 atomically: build the new file in memory, then write it with
+        ``os.write`` (a full disk fails there, cleanly, not inside the HDF5 library)."""
+        if self._legacy is not None and not fresh:
+            self._migrate_legacy()  # a version-2 run.h5 must not lose the v1 log
+        try:
+            image = io.BytesIO()
+            with h5py.File(image, "w") as dst:
+                self._write_contents(dst, new_ckpt, fresh)
+            data = image.getvalue()
+        except Exception as exc:
+            raise RunFileError(f"cannot update run file {self.path}: {_one_line(exc)}") from None
+        try:
+            _replace_atomically(self.path, data)
+        except OSError as exc:
+            raise _write_error(f"run file {self.path} (the previous one is kept)", exc) from None
+
+    def _write_contents(self, dst: h5py.File, new_ckpt: Checkpoint | None, fresh: bool) -> None:
         dst.attrs["format"] = FORMAT_NAME
         dst.attrs["format_version"] = FORMAT_VERSION
         dst.attrs["keep"] = self.keep
         dst.attrs["created_at"] = self._created_at
         _write_string(dst, "config", _to_json(self._config))
         _write_string(dst, "param_layout", json.dumps([list(e) for e in self._layout]))
-        dst.create_dataset("episodes", data=episodes, dtype=EPISODE_DTYPE)
         ckpts = dst.create_group(_CKPT_GROUP)
 
         old_steps: list[int] = []

@@ -2,18 +2,20 @@
 
 Owns: process creation (spawn context, BLAS/OpenMP/numba threads pinned to 1 in the
 children), the event queue from workers to the parent, the stop Event, the watch loop
-(events -> ``on_event``, periodic ``on_poll``, ``should_stop``), what happens when a worker
-dies (stop with ``WorkerError``, or restart it), and stopping everything on every kind of
-ending (normal end, should_stop, Ctrl-C, SIGTERM, worker death) without ever hanging: joins
-have timeouts, stragglers get SIGTERM and then SIGKILL.
+(events -> ``on_event``, periodic ``on_poll``, ``should_stop``), the watchdog on each worker's
+progress (a worker whose step slot stops growing is stalled), what happens when a worker
+dies or stalls (stop with ``WorkerError``, or restart it), and stopping everything on every
+kind of ending (normal end, should_stop, Ctrl-C, SIGTERM, worker death) within a bounded
+time: joins have timeouts, stragglers get SIGTERM and then SIGKILL.
 
 Shared memory is NOT owned here: the caller creates a ``SharedState`` (which owns the segment
 and its unlinking) and passes it in; workers get ``state.handle()``.
 
 Worker side: ``worker_fn(index, handle, args, events, stop)`` is a top-level function (spawn
 pickles it by name). The runner's bootstrap around it ignores SIGINT (Ctrl-C on a terminal
-reaches the whole process group; the parent alone decides), watches for the parent's death,
-and turns an exception into an ``("worker_error", ...)`` report plus exit code 1.
+reaches the whole process group; the parent alone decides), dies with its parent (Linux:
+``PR_SET_PDEATHSIG``; elsewhere a thread polls the parent pid), and turns an exception into
+an ``("worker_error", ...)`` report plus exit code 1.
 """
 
 from __future__ import annotations
@@ -58,8 +60,9 @@ class WorkerError(RunFailedError):
 
     ``str(err)`` is one line, suitable for a CLI error message. ``err.traceback`` holds the
     worker's traceback when it raised (empty when it was killed). ``err.kind``: "killed"
-    (no exception: a signal or an exit code), "input" (it raised one of nbasync's input
-    errors), "failure" (a ``RunFailedError``) or "bug" (anything else: show the traceback).
+    (no exception: a signal or an exit code), "stalled" (no step for ``stall_timeout_s``;
+    killed by the parent), "input" (it raised one of nbasync's input errors), "failure" (a
+    ``RunFailedError``) or "bug" (anything else: show the traceback).
     """
 
     def __init__(
@@ -113,18 +116,42 @@ def pinned_thread_env():
 # ----------------------------------------------------------------------------- worker side
 
 
+def _die_with_parent(parent_pid: int) -> bool:
+    """Linux: ask the kernel to SIGKILL this worker the instant its parent dies
+    (``prctl(PR_SET_PDEATHSIG)``), so a SIGKILLed parent leaves no worker behind and the
+    resource tracker (which waits for every holder of its pipe) exits at once too.
+    Returns False where that is not available (the polling thread is the fallback)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+    return True
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
 def _watch_parent(parent_pid: int, stop) -> None:
     while True:
         time.sleep(0.5)
         if os.getppid() != parent_pid:  # parent gone: we were re-parented
             stop.set()
-            time.sleep(5.0)  # give worker_fn a chance to return on its own
+            time.sleep(1.0)  # give worker_fn a chance to return on its own
             os._exit(1)
 
 
 def _worker_main(worker_fn, index, handle, args, events, stop, parent_pid) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_watch_parent, args=(parent_pid, stop), daemon=True).start()
+    if not _die_with_parent(parent_pid):
+        threading.Thread(target=_watch_parent, args=(parent_pid, stop), daemon=True).start()
     try:
         worker_fn(index, handle, args, events, stop)
     except BaseException as e:  # noqa: BLE001 - reported to the parent, then exit 1
@@ -150,7 +177,8 @@ def run_workers(
     warmup: Callable[[], None] | None = None,
     on_worker_death: str = "stop",
     max_restarts: int = 10,
-    join_timeout_s: float = 10.0,
+    join_timeout_s: float = 6.0,
+    stall_timeout_s: float | None = None,
 ) -> RunResult:
     """Run ``n_workers`` processes of ``worker_fn`` until they all return or a stop.
 
@@ -173,7 +201,15 @@ def run_workers(
     on_worker_death: "stop" (default): stop everything, raise ``WorkerError`` naming the
         worker and its exit code; "restart": start a fresh process with the same index
         (parameters live in shared memory), at most ``max_restarts`` times per run.
-    join_timeout_s: how long workers get to return after a stop before SIGTERM, then SIGKILL.
+    join_timeout_s: how long workers get to return after a stop before SIGTERM, then (2 s
+        later) SIGKILL: shutdown takes at most join_timeout_s + 3 s whatever the workers do.
+    stall_timeout_s: a live worker whose step slot (``state.worker_steps(i)``) has not
+        grown for this many seconds is stalled: SIGSTOPped, deadlocked, stuck in a call
+        (before its first step it gets ``START_ALLOWANCE_S``, 60 s, if that is longer:
+        start-up). It is SIGKILLed at once, then
+        handled like a dead worker: "stop" raises ``WorkerError`` ("worker 1 (pid 123) made
+        no step for 60 s"), "restart" reports ``("worker_stalled", index, seconds)`` and
+        starts a new one. None or 0: not watched.
 
     A dead worker is noticed within ~0.1 s. Ctrl-C (KeyboardInterrupt) and SIGTERM
     (SystemExit(143), see ``nbasync.shared.install_sigterm_exit``) stop and reap every worker
@@ -199,6 +235,7 @@ def run_workers(
     errors: dict[int, tuple[str, str, str]] = {}
     restarts = 0
     t0 = time.monotonic()
+    progress = _ProgressWatch(state, n_workers, stall_timeout_s)
 
     def args_for(i: int):
         return worker_args(i) if callable(worker_args) else worker_args
@@ -213,6 +250,7 @@ def run_workers(
         with pinned_thread_env():
             p.start()
         procs[i] = p
+        progress.started(i)
 
     def drain(block_s: float = 0.0) -> None:
         deadline = time.monotonic() + block_s
@@ -265,6 +303,18 @@ def run_workers(
                             )
                         failure = err
                         break
+            if failure is None and running:
+                for i in progress.stalled(procs):
+                    seconds = round(time.monotonic() - progress.last_change[i], 1)
+                    err = _kill_stalled(procs[i], i, seconds)
+                    if on_worker_death == "restart" and restarts < max_restarts:
+                        restarts += 1
+                        if on_event is not None:
+                            on_event(("worker_stalled", i, seconds))
+                        start(i)
+                    else:
+                        failure = err
+                        break
             if failure is not None or running == 0:
                 break
             now = time.monotonic()
@@ -285,6 +335,64 @@ def run_workers(
         seconds=time.monotonic() - t0,
         restarts=restarts,
         exitcodes=[p.exitcode for p in procs],
+    )
+
+
+#: Before its first step a worker may take this long (or stall_timeout_s if longer): a
+#: spawned process imports numpy/numba, loads compiled kernels and makes its environment,
+#: which takes seconds, or tens of them on a machine whose cores are all busy.
+START_ALLOWANCE_S = 60.0
+
+
+class _ProgressWatch:
+    """The parent's view of each worker's progress: when its step slot last grew."""
+
+    def __init__(self, state: SharedState, n_workers: int, timeout_s: float | None):
+        self.state = state
+        self.timeout_s = float(timeout_s or 0.0)
+        self.last_steps = [0] * n_workers
+        self.last_change = [time.monotonic()] * n_workers
+        self.has_stepped = [False] * n_workers
+
+    def started(self, i: int) -> None:
+        self.last_steps[i] = self.state.worker_steps(i)
+        self.last_change[i] = time.monotonic()
+        self.has_stepped[i] = False
+
+    def stalled(self, procs) -> list[int]:
+        """Indexes of live workers that made no step for ``timeout_s`` seconds."""
+        if self.timeout_s <= 0:
+            return []
+        now = time.monotonic()
+        out = []
+        for i, p in enumerate(procs):
+            if p is None or p.exitcode is not None:
+                continue
+            steps = self.state.worker_steps(i)
+            if steps != self.last_steps[i]:
+                self.last_steps[i], self.last_change[i] = steps, now
+                self.has_stepped[i] = True
+                continue
+            allowed = self.timeout_s
+            if not self.has_stepped[i]:
+                allowed = max(allowed, START_ALLOWANCE_S)
+            if now - self.last_change[i] >= allowed:
+                out.append(i)
+        return out
+
+
+def _kill_stalled(p, i: int, seconds: float) -> WorkerError:
+    """SIGKILL a stalled worker now (a SIGSTOPped process handles nothing else) and say so."""
+    pid = p.pid
+    with contextlib.suppress(Exception):
+        p.kill()
+        p.join(timeout=2.0)
+    return WorkerError(
+        i,
+        p.exitcode,
+        f"worker {i} (pid {pid}) made no step for {seconds:g} s (stalled; "
+        f"see --stall-timeout): stopped the run",
+        kind="stalled",
     )
 
 
@@ -313,12 +421,14 @@ def _stop_all(procs, events, stop, state, drain, join_timeout_s: float) -> None:
     for p in alive:
         with contextlib.suppress(Exception):
             p.terminate()
+            os.kill(p.pid, signal.SIGCONT)  # a SIGSTOPped worker acts on SIGTERM only now
     alive = wait_for(time.monotonic() + 2.0)
     for p in alive:
         with contextlib.suppress(Exception):
             p.kill()
+    deadline = time.monotonic() + 1.0  # SIGKILL is not refused; only reaping is left
     for p in live:
-        p.join(timeout=2.0)
+        p.join(timeout=max(0.0, deadline - time.monotonic()))
     with contextlib.suppress(Exception):
         drain()
     # Workers are gone: nothing will be put any more; do not wait on the feeder thread.

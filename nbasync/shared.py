@@ -41,7 +41,8 @@ Lifecycle rules:
   tracker unlink or warn about a segment the worker does not own; 3.13+ has track=False).
 - Only the creating process unlinks; everybody else only closes. A worker killed by SIGKILL
   leaves nothing behind (its mapping dies with it); if the PARENT is SIGKILLed, the
-  resource_tracker it registered the segment with unlinks it.
+  resource_tracker it registered the segment with unlinks it, silently (``create`` adds a
+  warning filter for the tracker's module to the options its interpreter starts with).
 """
 
 from __future__ import annotations
@@ -117,6 +118,19 @@ def _attach_untracked(name: str) -> SharedMemory:
         return SharedMemory(name=name, create=False)
     finally:
         resource_tracker.register = original
+
+
+#: Passed to the interpreters multiprocessing starts (the resource tracker among them,
+#: through ``sys.warnoptions``): when the parent is SIGKILLed, the tracker unlinks the
+#: segment it was told about, and says nothing.
+_TRACKER_QUIET = "ignore::UserWarning:multiprocessing.resource_tracker"
+
+
+def _quiet_resource_tracker() -> None:
+    """Before the tracker starts: a SIGKILLed parent's segment is still unlinked by the
+    tracker (that is its job), without its four 'leaked shared_memory objects' lines."""
+    if _TRACKER_QUIET not in sys.warnoptions:
+        sys.warnoptions.append(_TRACKER_QUIET)
 
 
 # ----------------------------------------------------------------------------- signals
@@ -230,6 +244,7 @@ class SharedState:
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
         _, _, size = _layout(n_params, n_workers, target, optimizer_stats, dtype.itemsize)
         install_sigterm_exit()
+        _quiet_resource_tracker()
         name = f"{SEGMENT_PREFIX}{os.getpid()}_{secrets.token_hex(6)}"
         shm = SharedMemory(name=name, create=True, size=size)
         try:

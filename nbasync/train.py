@@ -9,6 +9,7 @@ workers' own loop is in ``nbasync.algos``. Counts are agent steps throughout.
 from __future__ import annotations
 
 import collections
+import contextlib
 import math
 import queue
 import sys
@@ -25,7 +26,7 @@ from .algos.evaluate import EvalResult, evaluate
 from .config import ConfigError, TrainConfig, build_config, validate
 from .envs import make_env
 from .errors import DivergedError
-from .runfile import RunFile, RunFileError
+from .runfile import LOCK_NAME, RunFile, RunFileError, RunLock, lock_run_dir, make_run_dir
 from .runner import run_workers
 from .shared import SharedState
 
@@ -33,7 +34,7 @@ from .shared import SharedState
 RESUMABLE = frozenset(
     {
         "steps", "workers", "quiet", "checkpoint_every", "eval_episodes", "out", "time_limit",
-        "skip_limit",
+        "skip_limit", "stall_timeout",
     }
 )  # fmt: skip
 
@@ -156,13 +157,50 @@ def train(config: TrainConfig) -> TrainSummary:
     net.init_params(config.seed)
     out_dir = Path(config.out) if config.out else default_out_dir(config)
     config = config.replace(out=str(out_dir))
-    runfile = RunFile.create(out_dir, config.to_dict(), net.layout)
-    return _run(config, spec, runfile, net.params, opt_stats=None, worker_steps=None, segment=0)
+    lock = _lock_if_marked(out_dir)  # a directory in use: refused before anything else
+    try:
+        RunFile.check_creatable(out_dir)  # an existing run: refused, nothing written
+        make_run_dir(out_dir)
+        lock = lock or lock_run_dir(out_dir)
+        runfile = RunFile.create(out_dir, config.to_dict(), net.layout)
+        write_step_zero_checkpoint(runfile, config, net.params)
+        with contextlib.closing(runfile):
+            return _run(config, spec, runfile, net.params, None, None, segment=0)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _lock_if_marked(run_dir: Path) -> RunLock | None:
+    """Take the run directory's lock now if it has a lock file (so a directory in use is
+    refused with the holder's pid before anything else happens); otherwise the caller takes
+    it once the input is known to be good, so that bad input creates no file."""
+    return lock_run_dir(run_dir) if (run_dir / LOCK_NAME).exists() else None
+
+
+def write_step_zero_checkpoint(runfile: RunFile, config: TrainConfig, params: np.ndarray) -> None:
+    """The initial parameters as a checkpoint at step 0: a run killed before its first
+    periodic checkpoint (about 8 minutes into an Atari run) can still be resumed."""
+    runfile.write_checkpoint(
+        step=0,
+        params=params,
+        worker_steps=np.zeros(config.workers, np.int64),
+        rng_state={"seed": config.seed, "segment": 0},
+    )
 
 
 def resume(run_dir: str | Path, overrides: dict[str, Any]) -> TrainSummary:
     """Continue the run in ``run_dir`` from its latest checkpoint. Only RESUMABLE settings
     (e.g. a larger --steps) may differ from the run file's."""
+    lock = _lock_if_marked(Path(run_dir) if Path(run_dir).is_dir() else Path(run_dir).parent)
+    try:
+        return _resume_locked(run_dir, overrides, lock)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _resume_locked(run_dir: str | Path, overrides: dict[str, Any], lock: RunLock | None):
     runfile = RunFile.open(run_dir)
     stored = dict(runfile.config())
     for key, value in overrides.items():
@@ -178,7 +216,10 @@ def resume(run_dir: str | Path, overrides: dict[str, Any]) -> TrainSummary:
     config = config.replace(out=str(runfile.out_dir))
     ckpt = runfile.latest_checkpoint()
     if ckpt is None:
-        raise RunFileError(f"{runfile.path} has no checkpoint to resume from")
+        raise RunFileError(
+            f"{runfile.path} has no checkpoint to resume from; start the run again with "
+            f"--out {runfile.out_dir} (nothing in it would be lost)"
+        )
     spec = probe_env(config)
     net = build_network(config, spec, max_batch=config.t_max + 1)
     runfile.check_compatible(
@@ -189,16 +230,22 @@ def resume(run_dir: str | Path, overrides: dict[str, Any]) -> TrainSummary:
             f"--steps: the run is already at step {ckpt.step}; ask for more than that to continue"
         )
     segment = int(ckpt.rng_state.get("segment", 0)) + 1
-    return _run(
-        config,
-        spec,
-        runfile,
-        ckpt.params,
-        ckpt.opt_stats,
-        ckpt.worker_steps,
-        segment,
-        elapsed0=ckpt.elapsed_s,
-    )
+    if lock is None:  # a run directory from before run locks: claim it now
+        lock = lock_run_dir(runfile.out_dir)
+    try:
+        with contextlib.closing(runfile):
+            return _run(
+                config,
+                spec,
+                runfile,
+                ckpt.params,
+                ckpt.opt_stats,
+                ckpt.worker_steps,
+                segment,
+                elapsed0=ckpt.elapsed_s,
+            )
+    finally:
+        lock.release()
 
 
 def settings_added_since(stored: dict[str, Any]) -> frozenset[str]:
@@ -230,8 +277,8 @@ def _run(
             state.target[:] = params
         if opt_stats and state.opt_stats is not None and "g" in opt_stats:
             state.opt_stats[:] = opt_stats["g"]
-        if worker_steps is not None and worker_steps.size:
-            state.add_steps(0, int(worker_steps.sum()))  # T carries on; slots may be re-split
+        if worker_steps is not None:
+            restore_step_slots(state, worker_steps)
         progress.start_step = state.global_step()
         started = time.time()
         next_checkpoint = _next_multiple(state.global_step(), config.checkpoint_every)
@@ -304,6 +351,7 @@ def _run(
                 ),
                 poll_s=0.25,
                 on_poll=on_poll,
+                stall_timeout_s=config.stall_timeout,
             )
         except DivergedError:
             raise  # keep the checkpoints written before the divergence; add none
@@ -330,6 +378,14 @@ def _run(
         evaluation,
         progress.skipped_updates,
     )
+
+
+def restore_step_slots(state: SharedState, worker_steps: np.ndarray) -> None:
+    """Each worker's step slot carries on from the checkpoint, so T does and so does
+    ``worker_steps`` in the next checkpoint. With fewer workers than before, old worker j's
+    steps go to slot j mod n_workers (the parent writes before any worker starts)."""
+    for j, steps in enumerate(np.asarray(worker_steps, np.int64).reshape(-1)):
+        state.add_steps(j % state.n_workers, int(steps))
 
 
 def _next_multiple(step: int, every: int) -> int:

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,28 +15,114 @@ def run_cli(main, args, capsys):
     return code, err
 
 
-@pytest.mark.parametrize(
-    ("args", "fragment"),
-    [
-        (["--algo", "dqn"], "unknown algorithm 'dqn'"),
-        (["--algo", "a3c", "--env", "NoSuchEnv-v0"], "NoSuchEnv-v0"),
-        (["--algo", "a3c", "--t-max", "0"], "--t-max"),
-        (["--algo", "a3c", "--lr", "-0.1"], "--lr"),
-        (["--algo", "a3c", "--workers", "0"], "--workers"),
-        (["--algo", "a3c", "--steps", "ten"], "--steps"),
-        (["--algo", "a3c", "--no-such-flag"], "unrecognized arguments"),
-        (["--algo", "nstep_q", "--env", "Pendulum-v1"], "discrete"),
-        (["--algo", "a3c", "--config", "/nonexistent/x.toml"], "config file not found"),
-        (["--resume", "/nonexistent/run"], "no run file"),
-    ],
-)
-def test_train_bad_input_is_one_line_exit_2(args, fragment, capsys):
-    code, err = run_cli(train_main, args, capsys)
-    assert code == 2
+# -- the table of bad inputs ---------------------------------------------------------------
+# Every bad input nbasync handles has a row here: (command, arguments, fragment of the one
+# line on stderr). Each must end with exit code 2, exactly one line, no traceback, and leave
+# the working directory as it was: nothing created, nothing overwritten. In the arguments,
+# {tmp} is the test's directory, {run} a finished CartPole run in it (a checkpoint, no
+# training), {toml:<text>} a TOML file with that text.
+
+BAD_INPUTS = [
+    # nbasync-train: settings
+    ("train", ["--algo", "dqn"], "unknown algorithm 'dqn'"),
+    ("train", ["--env", "NoSuchEnv-v0"], "NoSuchEnv-v0"),
+    ("train", ["--t-max", "0"], "--t-max"),
+    ("train", ["--t-max", "2.5"], "--t-max: invalid value '2.5'"),
+    ("train", ["--lr", "-0.1"], "--lr"),
+    ("train", ["--lr", "nan"], "--lr"),
+    ("train", ["--workers", "0"], "--workers"),
+    ("train", ["--workers", "1.5"], "--workers: invalid value '1.5'"),
+    ("train", ["--workers", "513"], "--workers"),
+    ("train", ["--steps", "ten"], "--steps"),
+    ("train", ["--steps", "inf"], "--steps: invalid value 'inf'"),
+    ("train", ["--steps", "nan"], "--steps: invalid value 'nan'"),
+    ("train", ["--steps", "1e99"], "--steps: invalid value '1e99'"),
+    ("train", ["--steps", "9223372036854775807"], "--steps: 9223372036854775807 is more than"),
+    ("train", ["--seed", "-1"], "--seed: must be in [0,"),
+    ("train", ["--gamma", "1.5"], "--gamma"),
+    ("train", ["--time-limit", "inf"], "--time-limit"),
+    ("train", ["--no-such-flag"], "unrecognized arguments"),
+    ("train", ["--algo", "nstep_q", "--env", "Pendulum-v1"], "discrete"),
+    ("train", ["--network", "atari"], "--network: atari (the conv net) needs (C, H, W) images"),
+    ("train", ["--env", "ALE/Pong-v5", "--network", "mlp"], "--network: mlp needs vector obs"),
+    ("train", ["--network", "resnet"], "unknown network 'resnet'"),
+    # nbasync-train: config files
+    ("train", ["--config", "/nonexistent/x.toml"], "config file not found"),
+    ("train", ["--config", "{toml:workers = true}"], "--workers: invalid value True"),
+    ("train", ["--config", "{toml:t_max = 2.5}"], "--t-max: invalid value 2.5"),
+    ("train", ["--config", "{toml:nonsense = 1}"], "unknown setting 'nonsense'"),
+    ("train", ["--config", "{toml:algo = }"], "not valid TOML"),
+    # nbasync-train: run directories
+    ("train", ["--resume", "/nonexistent/run"], "no run file"),
+    ("train", ["--out", "{run}", "--steps", "100"], "a run file already exists"),
+    ("train", ["--resume", "{run}", "--lr", "0.5"], "cannot change lr"),
+    ("train", ["--resume", "{run}"], "already at step"),
+    ("train", ["--out", "{tmp}/blocker/run", "--steps", "10"], "cannot create run directory"),
+    # nbasync-eval
+    ("eval", ["{tmp}/missing"], "no run file"),
+    ("eval", ["{tmp}/corrupt"], "cannot read run file"),
+    ("eval", ["{run}", "--episodes", "0"], "--episodes must be at least 1"),
+    ("eval", ["{run}", "--epsilon", "2"], "--epsilon must be in [0, 1], got 2.0"),
+    ("eval", ["{run}", "--epsilon", "nan"], "--epsilon must be in [0, 1], got nan"),
+    ("eval", ["{run}", "--epsilon", "-0.1"], "--epsilon must be in [0, 1]"),
+    # nbasync-plot
+    ("plot", ["{tmp}/missing", "-o", "{tmp}/c.png"], "no run file"),
+    ("plot", ["{run}", "--window", "0", "-o", "{tmp}/c.png"], "--window must be"),
+    ("plot", ["{run}", "--window", "-3", "-o", "{tmp}/c.png"], "--window must be"),
+    ("plot", ["{run}", "-o", "{tmp}/x.txt"], "cannot write a .txt file"),
+]
+
+MAINS = {"train": train_main, "eval": eval_main, "plot": plot_main}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A CartPole run directory with one checkpoint at its full budget (no training)."""
+    from nbasync.algos.base import build_network
+    from nbasync.config import build_config
+    from nbasync.runfile import RunFile
+    from nbasync.train import probe_env
+
+    out = tmp_path_factory.mktemp("finished") / "run"
+    config = build_config({"algo": "a3c", "steps": 100, "out": str(out)})
+    net = build_network(config, probe_env(config), max_batch=config.t_max + 1)
+    net.init_params(0)
+    rf = RunFile.create(out, config.to_dict(), net.layout)
+    rf.write_checkpoint(100, net.params, worker_steps=[50, 50])
+    return out
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+def _expand(arg: str, tmp: Path, run: Path) -> str:
+    if arg.startswith("{toml:"):
+        path = tmp / f"settings{abs(hash(arg))}.toml"
+        path.write_text(arg[len("{toml:") : -1] + "\n")
+        return str(path)
+    return arg.replace("{tmp}", str(tmp)).replace("{run}", str(run))
+
+
+@pytest.mark.parametrize(("command", "args", "fragment"), BAD_INPUTS)
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(
+    command, args, fragment, tmp_path, finished_run, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # a default out dir would be created under runs/ here
+    (tmp_path / "blocker").write_text("x")
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "run.h5").write_bytes(b"not an hdf5 file at all" * 10)
+    argv = [_expand(a, tmp_path, finished_run) for a in args]
+    if command == "train" and "--quiet" not in argv:
+        argv.append("--quiet")
+    before = _snapshot(tmp_path), _snapshot(finished_run)
+    code, err = run_cli(MAINS[command], argv, capsys)
+    assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert fragment in lines[0]
     assert "Traceback" not in err
+    assert (_snapshot(tmp_path), _snapshot(finished_run)) == before
 
 
 def test_unwritable_out_dir(tmp_path, capsys):

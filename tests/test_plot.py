@@ -69,3 +69,25 @@ def test_plot_missing_run_is_run_file_error(tmp_path):
 def test_plot_no_runs(tmp_path):
     with pytest.raises(PlotError, match="no runs"):
         plot_runs([], tmp_path / "x.png")
+
+
+def test_output_without_suffix_gets_png_and_is_reported(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from nbasync.cli import plot_main
+
+    a = make_run(tmp_path / "run_a", "a3c", 10)
+    monkeypatch.chdir(tmp_path)
+    assert plot_main([str(a), "-o", "curve"]) == 0
+    assert capsys.readouterr().out.strip() == "wrote curve.png"
+    assert (tmp_path / "curve.png").read_bytes()[:8] == PNG_MAGIC
+    assert not (tmp_path / "curve").exists()
+
+
+def test_bad_window_and_suffix_are_plot_errors_before_anything_is_written(tmp_path):
+    pytest.importorskip("matplotlib")
+    a = make_run(tmp_path / "run_a", "a3c", 10)
+    with pytest.raises(PlotError, match="--window"):
+        plot_runs([a], tmp_path / "out" / "c.png", window=0)
+    with pytest.raises(PlotError, match=r"cannot write a \.txt file"):
+        plot_runs([a], tmp_path / "out" / "c.txt")
+    assert not (tmp_path / "out").exists()

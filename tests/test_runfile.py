@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,13 +13,21 @@ import h5py
 import numpy as np
 import pytest
 
+from nbasync import runfile as runfile_mod
+from nbasync.errors import RunFailedError
 from nbasync.runfile import (
     EPISODE_DTYPE,
+    EPISODE_LOG_MAGIC,
+    EPISODE_LOG_NAME,
     FILE_NAME,
     FORMAT_VERSION,
     Checkpoint,
     RunFile,
     RunFileError,
+    RunLockedError,
+    RunWriteError,
+    lock_run_dir,
+    read_episode_log,
 )
 
 LAYOUT = [("fc1.weight", 0, (8, 4)), ("fc1.bias", 32, (8,)), ("out.weight", 40, (3, 8))]
@@ -181,6 +190,109 @@ def test_episodes_append_read(tmp_path):
     assert RunFile.open(tmp_path).latest_checkpoint().n_episodes == 3
 
 
+def test_episode_log_is_appended_not_rewritten(tmp_path):
+    rf = RunFile.create(tmp_path, CONFIG, LAYOUT, keep=1)
+    log = tmp_path / EPISODE_LOG_NAME
+    assert log.read_bytes() == EPISODE_LOG_MAGIC
+    h5_sizes, inodes = [], set()
+    for i in range(1, 2001):
+        rf.append_episode(i % 3, 10 * i, 0.01 * i, float(i), 10)
+        if i % 500 == 0:
+            rf.write_checkpoint(**make_ckpt_args(10 * i))
+            h5_sizes.append((tmp_path / FILE_NAME).stat().st_size)
+            inodes.add(log.stat().st_ino)
+    assert len(inodes) == 1  # the same file, grown in place
+    assert log.stat().st_size == len(EPISODE_LOG_MAGIC) + 2000 * EPISODE_DTYPE.itemsize
+    assert max(h5_sizes) == min(h5_sizes)  # run.h5 does not grow with the log
+    assert rf._pending == [] and rf.n_episodes == 2000
+    # a reader that opened the run mid-way sees every row written since
+    assert len(read_episode_log(log)) == 2000
+
+
+def test_buffered_episodes_reach_the_log_within_a_second(tmp_path, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(runfile_mod.time, "monotonic", lambda: clock[0])
+    rf = RunFile.create(tmp_path, CONFIG, LAYOUT)
+    rf.append_episode(0, 10, 0.1, 1.0, 10)
+    assert len(read_episode_log(tmp_path / EPISODE_LOG_NAME)) == 0
+    clock[0] += 1.5
+    rf.append_episode(0, 20, 0.2, 1.0, 10)
+    assert len(read_episode_log(tmp_path / EPISODE_LOG_NAME)) == 2
+
+
+def test_episodes_sorted_by_step_or_in_logged_order(tmp_path):
+    rf = RunFile.create(tmp_path, CONFIG, LAYOUT)
+    for worker, step in [(0, 30), (1, 20), (0, 50), (1, 20), (1, 40)]:
+        rf.append_episode(worker, step, float(step), float(worker), 1)
+    rf.close()
+    again = RunFile.open(tmp_path)
+    np.testing.assert_array_equal(again.episodes()["global_step"], [20, 20, 30, 40, 50])
+    np.testing.assert_array_equal(again.episodes()["return"], [1, 1, 0, 1, 0])  # stable
+    np.testing.assert_array_equal(
+        again.episodes(by_step=False)["global_step"], [30, 20, 50, 20, 40]
+    )
+
+
+def test_version_1_file_is_read_and_migrated_on_first_write(tmp_path):
+    """Run files written before the append-only log (version 1: episodes inside run.h5)."""
+    ckpt = make_ckpt_args(100)
+    rows = np.array([(0, 100, 1.0, 5.0, 100), (1, 90, 1.5, 4.0, 90)], dtype=EPISODE_DTYPE)
+    with h5py.File(tmp_path / FILE_NAME, "w") as f:
+        f.attrs.update(format="nbasync-run", format_version=1, keep=5, created_at=1.0)
+        f.create_dataset("config", data=json.dumps(CONFIG), dtype=h5py.string_dtype())
+        f.create_dataset("param_layout", data=json.dumps(LAYOUT), dtype=h5py.string_dtype())
+        f.create_dataset("episodes", data=rows)
+        g = f.create_group("checkpoints").create_group("000000000100")
+        g.attrs.update(step=100, elapsed_s=ckpt["elapsed_s"], n_episodes=2, saved_at=2.0)
+        g["params"] = ckpt["params"]
+        g["worker_steps"] = ckpt["worker_steps"]
+        g.create_group("opt_stats")["g"] = ckpt["opt_stats"]["g"]
+        g.create_group("rng_state")
+    old = RunFile.open(tmp_path)
+    np.testing.assert_array_equal(old.episodes()["global_step"], [90, 100])
+    old.append_episode(0, 150, 3.0, 6.0, 50)
+    old.write_checkpoint(**make_ckpt_args(150))
+    new = RunFile.open(tmp_path)
+    with h5py.File(tmp_path / FILE_NAME, "r") as f:
+        assert f.attrs["format_version"] == FORMAT_VERSION and "episodes" not in f
+    np.testing.assert_array_equal(new.episodes()["global_step"], [90, 100, 150])
+    assert new.checkpoint_steps() == [100, 150]
+    np.testing.assert_array_equal(new.load_checkpoint(100).params, ckpt["params"])
+
+
+def test_run_lock_is_exclusive_names_the_holder_and_dies_with_it(tmp_path):
+    lock = lock_run_dir(tmp_path)
+    with pytest.raises(RunLockedError, match=f"in use by another run \\(pid {os.getpid()}\\)"):
+        lock_run_dir(tmp_path)
+    lock.release()
+    lock_run_dir(tmp_path).release()  # free again
+    # a holder killed by SIGKILL frees it too
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import sys, time; sys.path.insert(0, {str(REPO)!r}); "
+         "from nbasync.runfile import lock_run_dir; "
+         f"l = lock_run_dir({str(tmp_path)!r}); print('locked', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunLockedError, match=f"pid {holder.pid}"):
+            lock_run_dir(tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    lock_run_dir(tmp_path).release()
+
+
+def test_create_reuses_a_run_file_that_holds_nothing(tmp_path):
+    RunFile.create(tmp_path, CONFIG, LAYOUT)  # killed before any checkpoint or episode
+    rf = RunFile.create(tmp_path, {**CONFIG, "lr": 1e-3}, LAYOUT)
+    assert rf.config()["lr"] == 1e-3
+    rf.append_episode(0, 1, 0.1, 1.0, 1)
+    rf.close()
+    with pytest.raises(RunFileError, match="already exists"):
+        RunFile.create(tmp_path, CONFIG, LAYOUT)
+
+
 def test_context_manager_persists_episodes(tmp_path):
     with RunFile.create(tmp_path, CONFIG, LAYOUT) as rf:
         rf.append_episode(0, 1, 0.1, 1.0, 1)
@@ -190,20 +302,41 @@ def test_context_manager_persists_episodes(tmp_path):
 # ---------------------------------------------------------------- atomicity
 
 
-def test_exception_mid_write_keeps_previous_file(tmp_path, monkeypatch):
+def _failing_write_after(n_ok: int, monkeypatch):
+    """The run directory's writes succeed ``n_ok`` times, then fail as on a full disk
+    (after writing a few bytes: a partial write is the realistic case)."""
+    real = runfile_mod._write_all
+    calls = {"n": 0}
+
+    def write_all(fd, data):
+        calls["n"] += 1
+        if calls["n"] > n_ok:
+            real(fd, bytes(memoryview(data)[:7]))
+            raise OSError(28, "No space left on device")
+        return real(fd, data)
+
+    monkeypatch.setattr(runfile_mod, "_write_all", write_all)
+
+
+def test_disk_full_keeps_previous_file_and_log(tmp_path, monkeypatch):
     rf = RunFile.create(tmp_path, CONFIG, LAYOUT)
     good = make_ckpt_args(100)
     rf.write_checkpoint(**good)
     rf.append_episode(0, 100, 1.0, 5.0, 100)
+    rf.save()
+    log_before = (tmp_path / EPISODE_LOG_NAME).read_bytes()
 
-    real = RunFile._write_checkpoint_group
-
-    def boom(parent, ckpt):
-        real(parent, ckpt)  # half of the new file is already on disk
-        raise OSError("disk full (simulated)")
-
-    monkeypatch.setattr(RunFile, "_write_checkpoint_group", staticmethod(boom))
-    with pytest.raises(RunFileError, match="disk full"):
+    _failing_write_after(0, monkeypatch)
+    rf.append_episode(1, 150, 2.0, 6.0, 50)
+    with pytest.raises(RunWriteError, match="No space left on device") as ei:
+        rf.write_checkpoint(**make_ckpt_args(200))
+    assert isinstance(ei.value, RunFailedError) and not isinstance(ei.value, RunFileError)
+    one_line(ei)
+    # the failed append was cut back to whole rows
+    assert (tmp_path / EPISODE_LOG_NAME).read_bytes() == log_before
+    monkeypatch.undo()
+    _failing_write_after(1, monkeypatch)  # the log append works, run.h5 fails
+    with pytest.raises(RunWriteError, match=r"run file .*previous one is kept"):
         rf.write_checkpoint(**make_ckpt_args(200))
     monkeypatch.undo()
 
@@ -211,17 +344,26 @@ def test_exception_mid_write_keeps_previous_file(tmp_path, monkeypatch):
     again = RunFile.open(tmp_path)
     assert again.checkpoint_steps() == [100]
     assert_ckpt_equal(again.latest_checkpoint(), good)
-    # the object is still usable and the buffered episode was not lost
-    assert len(rf.episodes()) == 1
+    # the object is still usable once the disk has room again
     rf.write_checkpoint(**make_ckpt_args(200))
     assert RunFile.open(tmp_path).checkpoint_steps() == [100, 200]
-    assert len(RunFile.open(tmp_path).episodes()) == 1
+    np.testing.assert_array_equal(RunFile.open(tmp_path).episodes()["global_step"], [100, 150])
+
+
+def test_unwritable_path_is_input_error_not_run_failure(tmp_path, monkeypatch):
+    rf = RunFile.create(tmp_path, CONFIG, LAYOUT)
+
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(runfile_mod.os, "open", refuse)
+    with pytest.raises(RunFileError, match="Permission denied"):
+        rf.write_checkpoint(**make_ckpt_args(1))
 
 
 CRASH_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
-    import h5py
     import numpy as np
     sys.path.insert(0, {repo!r})
     from nbasync import runfile
@@ -229,19 +371,24 @@ CRASH_SCRIPT = textwrap.dedent(
 
     out, where = sys.argv[1], sys.argv[2]
     rf = RunFile.open(out)
-    if where == "mid_dataset":
-        real = h5py.Group.create_dataset
-        def create_dataset(self, name, *a, **k):
-            ds = real(self, name, *a, **k)
-            if name == "params":
-                self.file.flush()
-                os.kill(os.getpid(), signal.SIGKILL)
-            return ds
-        h5py.Group.create_dataset = create_dataset
-    elif where == "before_replace":
-        def fsync(path):
+    real_write = os.write
+    def write(fd, data):
+        if where == "mid_write" and len(data) > 1000:
+            real_write(fd, bytes(memoryview(data)[: len(data) // 2]))
             os.kill(os.getpid(), signal.SIGKILL)
-        runfile._fsync_file = fsync
+        if where == "mid_episode" and len(data) == 2 * 40:
+            real_write(fd, bytes(memoryview(data)[:50]))  # one row and a quarter
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_write(fd, data)
+    runfile.os.write = write
+    if where == "before_replace":
+        def replace(a, b):
+            os.kill(os.getpid(), signal.SIGKILL)
+        runfile.os.replace = replace
+    if where == "mid_episode":
+        rf.append_episode(1, 150, 2.0, 6.0, 50)
+        rf.append_episode(0, 160, 2.5, 7.0, 60)
+        rf.save()
     big = np.ones(rf.n_params, np.float32)
     rf.write_checkpoint(200, big, {{"g": big}}, np.array([1, 2]), 9.0, {{}})
     print("survived")
@@ -249,7 +396,7 @@ CRASH_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("where", ["mid_dataset", "before_replace"])
+@pytest.mark.parametrize("where", ["mid_write", "before_replace", "mid_episode"])
 def test_killed_process_mid_write_keeps_last_good_checkpoint(tmp_path, where):
     rf = RunFile.create(tmp_path, CONFIG, LAYOUT)
     good = make_ckpt_args(100)
@@ -264,16 +411,21 @@ def test_killed_process_mid_write_keeps_last_good_checkpoint(tmp_path, where):
     )
     assert proc.returncode == -9, proc.stderr
     assert "survived" not in proc.stdout
-    assert (tmp_path / (FILE_NAME + ".tmp")).exists()  # the crash left a stray tmp
+    if where != "mid_episode":
+        assert (tmp_path / (FILE_NAME + ".tmp")).exists()  # the crash left a stray tmp
 
     again = RunFile.open(tmp_path)
     assert again.checkpoint_steps() == [100]
     assert_ckpt_equal(again.latest_checkpoint(), good)
-    assert len(again.episodes()) == 1
-    # the next write overwrites the stray tmp and succeeds
+    expected = [100, 150] if where == "mid_episode" else [100]  # the partial row is ignored
+    np.testing.assert_array_equal(again.episodes()["global_step"], expected)
+    # the next writes cut the partial row, overwrite the stray tmp and succeed
+    again.append_episode(1, 170, 3.0, 1.0, 10)
     again.write_checkpoint(**make_ckpt_args(300))
     assert not (tmp_path / (FILE_NAME + ".tmp")).exists()
-    assert RunFile.open(tmp_path).checkpoint_steps() == [100, 300]
+    final = RunFile.open(tmp_path)
+    assert final.checkpoint_steps() == [100, 300]
+    np.testing.assert_array_equal(final.episodes()["global_step"], [*expected, 170])
 
 
 def test_stray_tmp_is_ignored(tmp_path):
@@ -342,7 +494,7 @@ def test_wrong_format_version(tmp_path):
     RunFile.create(tmp_path, CONFIG, LAYOUT)
     with h5py.File(tmp_path / FILE_NAME, "r+") as f:
         f.attrs["format_version"] = FORMAT_VERSION + 1
-    with pytest.raises(RunFileError, match="format version 2") as ei:
+    with pytest.raises(RunFileError, match=f"format version {FORMAT_VERSION + 1}") as ei:
         RunFile.open(tmp_path)
     one_line(ei)
 
@@ -421,3 +573,28 @@ def test_check_compatible_layout(tmp_path):
     swapped = [("fc1.weight", 0, (4, 8)), *LAYOUT[1:]]
     with pytest.raises(RunFileError, match="network shape differs at 'fc1.weight'"):
         rf.check_compatible(CONFIG, swapped)
+
+
+def test_writer_memory_does_not_grow_with_the_log(tmp_path):
+    """The parent logs every episode of a long run: its RunFile keeps at most a small
+    buffer, not the log (which was held whole and rewritten at every checkpoint)."""
+    import tracemalloc
+
+    rf = RunFile.create(tmp_path, CONFIG, LAYOUT, keep=2)
+
+    def log(n, start):
+        for i in range(start, start + n):
+            rf.append_episode(i % 4, 10 * i, 0.01 * i, 1.0, 10)
+            if i % 10_000 == 0:
+                rf.write_checkpoint(**make_ckpt_args(10 * i))
+
+    log(10_000, 1)
+    tracemalloc.start()
+    try:
+        base = tracemalloc.take_snapshot()
+        log(40_000, 10_001)
+        grown = sum(d.size_diff for d in tracemalloc.take_snapshot().compare_to(base, "filename"))
+    finally:
+        tracemalloc.stop()
+    assert rf.n_episodes == 50_000
+    assert grown < 100_000, grown  # bytes; those 40k rows alone are 1.6 MB

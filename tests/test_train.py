@@ -6,6 +6,7 @@ segment in /dev/shm, no worker process, and a run file whose last checkpoint ope
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -17,8 +18,9 @@ import numpy as np
 import pytest
 
 from nbasync import train as train_mod
+from nbasync.algos.base import build_network
 from nbasync.config import ConfigError, build_config
-from nbasync.runfile import RunFile
+from nbasync.runfile import RunFile, RunLockedError, lock_run_dir
 
 SHM = Path("/dev/shm")
 
@@ -54,6 +56,7 @@ def test_short_run_writes_run_file(tmp_path, algo):
     assert len(episodes) == summary.episodes > 0
     assert set(np.unique(episodes["worker"])) <= {0, 1}
     assert np.all(np.diff(episodes["wall_time"]) > -1.0)  # seconds since the run started
+    assert np.all(np.diff(episodes["global_step"]) >= 0)  # episodes() sorts by step
     assert not shm_segments(os.getpid())
 
 
@@ -66,6 +69,7 @@ def test_resume_restores_parameters_statistics_and_counters(tmp_path, monkeypatc
         seen["params"] = state.params.copy()
         seen["g"] = state.opt_stats.copy()
         seen["step"] = state.global_step()
+        seen["slots"] = [state.worker_steps(i) for i in range(n_workers)]
         seen["segment"] = worker_args[1]
 
     monkeypatch.setattr(train_mod, "run_workers", fake_run_workers)
@@ -73,7 +77,85 @@ def test_resume_restores_parameters_statistics_and_counters(tmp_path, monkeypatc
     np.testing.assert_array_equal(seen["params"], ckpt.params)
     np.testing.assert_array_equal(seen["g"], ckpt.opt_stats["g"])
     assert seen["step"] == ckpt.step == int(ckpt.worker_steps.sum())
+    assert seen["slots"] == list(ckpt.worker_steps)  # each worker's count carries on
+    assert min(seen["slots"]) > 0
     assert seen["segment"] == 1
+    # the checkpoint written at the end of the resumed segment keeps the split too
+    after = RunFile.open(tmp_path / "run").latest_checkpoint()
+    assert list(after.worker_steps) == list(ckpt.worker_steps)
+
+
+def test_resume_with_fewer_workers_folds_their_steps(tmp_path, monkeypatch):
+    train_mod.train(small(tmp_path, workers=3))
+    ckpt = RunFile.open(tmp_path / "run").latest_checkpoint()
+    seen = {}
+
+    def fake_run_workers(worker_fn, n_workers, state, worker_args, **kw):
+        seen["slots"] = [state.worker_steps(i) for i in range(n_workers)]
+
+    monkeypatch.setattr(train_mod, "run_workers", fake_run_workers)
+    train_mod.resume(tmp_path / "run", {"steps": 6000, "workers": 2})
+    old = list(ckpt.worker_steps)
+    assert seen["slots"] == [old[0] + old[2], old[1]]
+
+
+def test_step_zero_checkpoint_and_lock_of_a_new_run(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_run_workers(worker_fn, n_workers, state, worker_args, **kw):
+        rf = RunFile.open(tmp_path / "run")
+        seen["steps"] = rf.checkpoint_steps()
+        seen["params"] = rf.load_checkpoint(0).params
+        with pytest.raises(RunLockedError, match=f"pid {os.getpid()}"):
+            lock_run_dir(tmp_path / "run")
+
+    monkeypatch.setattr(train_mod, "run_workers", fake_run_workers)
+    config = small(tmp_path)
+    train_mod.train(config)
+    assert seen["steps"] == [0]
+    net = build_network(config, train_mod.probe_env(config), max_batch=6)
+    net.init_params(config.seed)
+    np.testing.assert_array_equal(seen["params"], net.params)
+    lock_run_dir(tmp_path / "run").release()  # released at the end
+
+
+KILL_IN_WARMUP = (
+    "import os, signal, sys; from nbasync import train; "
+    "train.warm_up = lambda *a: os.kill(os.getpid(), signal.SIGKILL); "
+    "from nbasync.cli import train_main; sys.exit(train_main())"
+)
+
+
+def test_run_killed_before_its_first_checkpoint_can_be_resumed(tmp_path, monkeypatch):
+    """The Atari preset's first periodic checkpoint comes minutes in; a run SIGKILLed
+    before it is no dead end: it resumes from step 0."""
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_IN_WARMUP, "--steps", "3000", "--quiet",
+         "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == -9, proc.stderr
+    assert RunFile.open(tmp_path / "run").checkpoint_steps() == [0]
+    seen = {}
+    monkeypatch.setattr(
+        train_mod, "run_workers", lambda *a, **k: seen.setdefault("segment", k["worker_args"][1])
+    )
+    train_mod.resume(tmp_path / "run", {})
+    assert seen["segment"] == 1
+
+
+def test_second_process_on_a_run_directory_is_refused_naming_the_holder(tmp_path, capsys):
+    from nbasync.cli import train_main
+
+    train_mod.train(small(tmp_path))
+    before = (tmp_path / "run" / "run.h5").read_bytes()
+    with lock_run_dir(tmp_path / "run"):  # as a running nbasync-train holds it
+        for argv in (["--resume", str(tmp_path / "run"), "--steps", "9000"],
+                     ["--out", str(tmp_path / "run"), "--steps", "9000"]):  # fmt: skip
+            assert train_main([*argv, "--quiet"]) == 2
+            err = capsys.readouterr().err.strip()
+            assert err.count("\n") == 0 and f"in use by another run (pid {os.getpid()})" in err
+    assert (tmp_path / "run" / "run.h5").read_bytes() == before
 
 
 def test_resume_continues_to_the_new_budget(tmp_path):
@@ -121,7 +203,7 @@ def _wait_for_checkpoint(tmp_path, proc, timeout=90.0) -> None:
         if proc.poll() is not None:
             raise AssertionError(f"trainer ended early: {proc.communicate()}")
         try:
-            if RunFile.open(tmp_path / "run").checkpoint_steps():
+            if RunFile.open(tmp_path / "run").checkpoint_steps()[-1] > 0:  # past step 0
                 return
         except Exception:
             pass
@@ -145,21 +227,30 @@ def _workers_of(proc) -> list[int]:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("how", "expected_codes"),
-    [("SIGINT", (130,)), ("SIGTERM", (143, -15)), ("kill_worker", (3,))],
+    [
+        ("SIGINT", (130,)),
+        ("SIGTERM", (143, -15)),
+        ("kill_worker", (3,)),
+        ("stop_worker", (3,)),  # SIGSTOP: a hung worker, caught by --stall-timeout
+    ],
 )
 def test_every_ending_cleans_up_and_keeps_a_checkpoint(tmp_path, how, expected_codes):
-    proc = _start(tmp_path)
+    proc = _start(tmp_path, "--stall-timeout", "3")
     try:
         _wait_for_checkpoint(tmp_path, proc)
         workers = _workers_of(proc)
         assert len(workers) == 2
+        hit = time.monotonic()
         if how == "SIGINT":
             proc.send_signal(signal.SIGINT)
         elif how == "SIGTERM":
             proc.send_signal(signal.SIGTERM)
-        else:
+        elif how == "kill_worker":
             os.kill(workers[0], signal.SIGKILL)
+        else:
+            os.kill(workers[0], signal.SIGSTOP)
         out, err = proc.communicate(timeout=60)
+        took = time.monotonic() - hit
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -167,6 +258,12 @@ def test_every_ending_cleans_up_and_keeps_a_checkpoint(tmp_path, how, expected_c
     assert "Traceback" not in err
     if how == "kill_worker":
         assert "worker" in err and "SIGKILL" in err and len(err.strip().splitlines()) == 1
+    if how == "stop_worker":
+        assert len(err.strip().splitlines()) == 1, err
+        assert f"(pid {workers[0]}) made no step for 3" in err
+        assert took < 3 + 10, took  # noticed after 3 s, everything stopped within 10 s
+    else:
+        assert took < 10, took
     deadline = time.time() + 5
     while any(Path(f"/proc/{w}").exists() for w in workers) and time.time() < deadline:
         time.sleep(0.1)
@@ -187,6 +284,111 @@ def test_eval_and_plot_a_run(tmp_path, capsys):
     png = tmp_path / "curve.png"
     assert plot_main([str(tmp_path / "run"), "-o", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+DISK_FULL_AFTER_4_WRITES = """
+import errno, os, sys
+from nbasync import runfile
+real_replace, real_write = runfile._replace_atomically, runfile._write_all
+files_replaced = [0]
+def replace(path, data):
+    files_replaced[0] += 1
+    return real_replace(path, data)
+def write_all(fd, data):  # log, run.h5, step-0 checkpoint and one more, then a full disk
+    if files_replaced[0] > 4:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return real_write(fd, data)
+runfile._replace_atomically, runfile._write_all = replace, write_all
+from nbasync.cli import train_main
+sys.exit(train_main())
+"""
+
+
+@contextlib.contextmanager
+def small_tmpfs(path: Path, size: str):
+    """A real small filesystem (needs mount rights, e.g. root in a container); skips if not."""
+    path.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["tmpfs", "injected"])
+def test_disk_full_ends_with_one_line_and_keeps_the_run_file(tmp_path, how):
+    with contextlib.ExitStack() as stack:
+        if how == "tmpfs":
+            root = stack.enter_context(small_tmpfs(tmp_path / "disk", "400k"))
+            code = TRAIN_MAIN
+        else:
+            root, code = tmp_path, DISK_FULL_AFTER_4_WRITES
+        cmd = [sys.executable, "-c", code, "--steps", "100000000", "--quiet",
+               "--checkpoint-every", "500", "--out", str(root / "run")]  # fmt: skip
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        seen_workers: set[int] = set()
+        while proc.poll() is None:
+            seen_workers.update(_workers_of(proc))
+            time.sleep(0.1)
+        err = proc.stderr.read()
+        assert proc.returncode == 3, err
+        assert err.strip().count("\n") == 0 and "No space left on device" in err, err
+        assert "Traceback" not in err
+        assert not any(Path(f"/proc/{w}").exists() for w in seen_workers)
+        assert not shm_segments(proc.pid)
+        rf = RunFile.open(root / "run")
+        ckpt = rf.latest_checkpoint()  # the last good checkpoint opens
+        assert ckpt.step > 0 and np.all(np.isfinite(ckpt.params))
+        assert len(rf.episodes()) > 0
+
+
+@pytest.mark.slow
+def test_sigkilled_parent_takes_workers_and_tracker_along_silently(tmp_path):
+    """A second trainer on the running directory is refused naming the holder; when the
+    holder is SIGKILLed, its workers and multiprocessing's resource tracker are gone within
+    2 s, the shared memory is unlinked, nothing is printed, and the directory is free."""
+    proc = _start(tmp_path)
+    try:
+        _wait_for_checkpoint(tmp_path, proc)
+        second = subprocess.run(
+            [sys.executable, "-c", TRAIN_MAIN, "--resume", str(tmp_path / "run"), "--quiet"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert second.returncode == 2, second.stderr
+        assert f"in use by another run (pid {proc.pid})" in second.stderr
+        assert second.stderr.strip().count("\n") == 0
+        children = _children(proc.pid)  # the workers and the resource tracker
+        assert len(children) == 3
+        proc.kill()
+        killed = time.monotonic()
+        while any(_running(c) for c in children) and time.monotonic() - killed < 10:
+            time.sleep(0.02)
+        gone_after = time.monotonic() - killed
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert gone_after < 2.0, gone_after
+    assert err == ""
+    deadline = time.time() + 2
+    while shm_segments(proc.pid) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not shm_segments(proc.pid)
+    lock_run_dir(tmp_path / "run").release()
+    assert RunFile.open(tmp_path / "run").latest_checkpoint().step > 0
+
+
+def _running(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "zombie" not in status
 
 
 # -- divergence: never train on NaN, never lose the last good checkpoint --------------------

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import TrainConfig
+from ..config import ConfigError, TrainConfig
 from ..envs import EnvInfo, describe, is_atari_id, make_env, require_discrete
 from ..nn import NetworkPair, atari_network, mlp_network
 from ..optim import clip_grad_norm, global_norm, linear_lr, make_optimizer
@@ -69,9 +69,8 @@ def _trunk_network(config: TrainConfig, spec: EnvInfo, n_out: int, max_batch: in
     if kind == "auto":
         kind = "atari" if len(spec.obs_shape) == 3 else "mlp"
     lstm_size = config.lstm_size if config.recurrent else 0
+    _check_network_fits(kind, spec)
     if kind == "atari":
-        if len(spec.obs_shape) != 3:
-            raise ValueError(f"the atari (conv) network needs images, got shape {spec.obs_shape}")
         return atari_network(
             n_out,
             in_channels=spec.obs_shape[0],
@@ -80,8 +79,6 @@ def _trunk_network(config: TrainConfig, spec: EnvInfo, n_out: int, max_batch: in
             lstm_size=lstm_size,
             input_size=spec.obs_shape[1:],
         )
-    if len(spec.obs_shape) != 1:
-        raise ValueError(f"the mlp network needs vector observations, got shape {spec.obs_shape}")
     return mlp_network(
         spec.obs_shape[0],
         n_out,
@@ -90,6 +87,21 @@ def _trunk_network(config: TrainConfig, spec: EnvInfo, n_out: int, max_batch: in
         dtype=dtype,
         lstm_size=lstm_size,
     )
+
+
+def _check_network_fits(kind: str, spec: EnvInfo) -> None:
+    """--network names a net the observations cannot feed: one line (exit 2), before any
+    file is written, instead of a shape error deep inside the first forward pass."""
+    if kind == "atari" and (len(spec.obs_shape) != 3 or min(spec.obs_shape[1:]) < 20):
+        raise ConfigError(
+            f"--network: atari (the conv net) needs (C, H, W) images of at least 20 x 20, "
+            f"this env gives shape {spec.obs_shape} (use --network mlp or auto)"
+        )
+    if kind == "mlp" and len(spec.obs_shape) != 1:
+        raise ConfigError(
+            f"--network: mlp needs vector observations, this env gives shape "
+            f"{spec.obs_shape} (use --network atari or auto)"
+        )
 
 
 def obs_scale(spec: EnvInfo) -> float:

@@ -94,3 +94,26 @@ def ignore_stop(index, handle, args, events, stop):
     events.put(("ready", index, os.getpid(), {}))
     while True:
         time.sleep(0.05)
+
+
+def stepping_worker(index, handle, args, events, stop):
+    """Makes a step every 10 ms until stopped; worker ``args["freeze"]`` stops itself with
+    SIGSTOP after ``args["after"]`` seconds (a hung worker: alive, silent, making no step),
+    in its first life only (a replacement finds its step slot > 0 and keeps stepping)."""
+    args = args or {}
+    with SharedState.attach(handle) as state:
+        events.put(("ready", index, os.getpid(), {}))
+        t0 = time.monotonic()
+        frozen = state.worker_steps(index) > 0
+        while not state.stop_requested():
+            state.add_steps(index, 1)
+            time.sleep(0.01)
+            if (
+                not frozen
+                and index == args.get("freeze")
+                and time.monotonic() - t0 > args.get("after", 0.3)
+            ):
+                frozen = True
+                events.put(("freezing", index, time.time()))
+                time.sleep(0.05)  # let the queue feeder flush
+                os.kill(os.getpid(), signal.SIGSTOP)

@@ -8,7 +8,7 @@ import os
 import time
 
 import pytest
-from _workers import ignore_stop, ready_then_loop
+from _workers import ignore_stop, ready_then_loop, stepping_worker
 
 from nbasync.runner import THREAD_ENV, WorkerError, run_workers
 from nbasync.shared import SEGMENT_PREFIX, SharedState
@@ -175,4 +175,76 @@ def test_stuck_worker_is_killed_never_hangs():
         )
         assert res.reason == "stopped" and res.exitcodes == [-9]
     assert time.monotonic() - t0 < 10
+    check_clean(rec)
+
+
+def test_stalled_worker_is_named_and_stops_the_run():
+    """A SIGSTOPped worker is alive but makes no step: noticed after stall_timeout_s, killed,
+    and the run stopped with one line naming it; nothing is left running."""
+    rec = Recorder()
+    with SharedState.create(16, 2) as s, pytest.raises(WorkerError) as info:
+        run_workers(stepping_worker, 2, s, {"freeze": 1}, rec, poll_s=0.05, stall_timeout_s=1.0)
+    ended = time.monotonic()
+    err = info.value
+    assert err.index == 1 and err.kind == "stalled"
+    frozen_pid = next(ev[2] for ev in rec.events if ev[0] == "ready" and ev[1] == 1)
+    assert str(err).startswith(f"worker 1 (pid {frozen_pid}) made no step for 1")
+    assert 1.0 <= ended - rec.times["freezing"] < 4.0
+    check_clean(rec)
+
+
+def test_stalled_worker_is_replaced_in_restart_mode():
+    rec = Recorder()
+    with SharedState.create(16, 2) as s:
+        res = run_workers(
+            stepping_worker,
+            2,
+            s,
+            {"freeze": 1},
+            rec,
+            should_stop=lambda: sum(ev[0] == "ready" for ev in rec.events) >= 3,
+            poll_s=0.05,
+            on_worker_death="restart",
+            stall_timeout_s=1.0,
+        )
+    assert res.restarts == 1 and res.reason == "stopped"
+    assert [ev[:2] for ev in rec.events if ev[0] == "worker_stalled"] == [("worker_stalled", 1)]
+    check_clean(rec)
+
+
+def test_watch_counts_steps_not_time_alive():
+    """Workers that keep stepping are never stalled, however long the run."""
+    rec = Recorder()
+    t0 = time.monotonic()
+    with SharedState.create(16, 2) as s:
+        res = run_workers(
+            stepping_worker,
+            2,
+            s,
+            None,
+            rec,
+            should_stop=lambda: time.monotonic() - t0 > 3.0,
+            poll_s=0.05,
+            stall_timeout_s=0.5,
+        )
+    assert res.reason == "stopped"
+    check_clean(rec)
+
+
+@pytest.mark.slow
+def test_shutdown_is_bounded_with_a_sigstopped_worker_and_no_watch():
+    """Stopping never waits on a worker that cannot act (SIGSTOP): at most
+    join_timeout_s + 3 s, under 10 s with the defaults."""
+    rec = Recorder()
+    stop_asked = []
+
+    def should_stop():
+        if "freezing" in rec.times and not stop_asked:
+            stop_asked.append(time.monotonic())
+        return bool(stop_asked)
+
+    with SharedState.create(16, 2) as s:
+        res = run_workers(stepping_worker, 2, s, {"freeze": 0}, rec, should_stop, poll_s=0.05)
+        took = time.monotonic() - stop_asked[0]
+    assert res.reason == "stopped" and took < 10.0, took
     check_clean(rec)
