@@ -62,7 +62,13 @@ from multiprocessing.shared_memory import SharedMemory
 
 import numpy as np
 
-__all__ = ["SharedState", "SharedHandle", "install_sigterm_exit", "SEGMENT_PREFIX"]
+__all__ = [
+    "SharedState",
+    "SharedHandle",
+    "install_sigterm_exit",
+    "unlink_segments_of",
+    "SEGMENT_PREFIX",
+]
 
 SEGMENT_PREFIX = "nbasync_"
 _SLOT = 8  # int64 per control slot = 64 bytes = one cache line
@@ -172,6 +178,24 @@ def _close_all_owned() -> None:
 
 
 atexit.register(_close_all_owned)
+
+
+def unlink_segments_of(pid: int) -> list[str]:
+    """Unlink every segment created by process ``pid``, which must be dead; returns their
+    names. A creator killed by a signal cannot close its own segment: for a process that
+    is not the session's parent (e.g. a sweep's trial), the supervisor that saw it die
+    reclaims its segment at once instead of leaving it to the resource tracker's exit."""
+    shm_dir = "/dev/shm"
+    if not os.path.isdir(shm_dir):  # not Linux: the resource tracker is the only net
+        return []
+    prefix = f"{SEGMENT_PREFIX}{int(pid)}_"
+    removed = []
+    for name in os.listdir(shm_dir):
+        if name.startswith(prefix):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(shm_dir, name))
+                removed.append(name)
+    return removed
 
 
 # ----------------------------------------------------------------------------- state

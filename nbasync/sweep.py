@@ -39,7 +39,7 @@ import numpy as np
 from .config import build_config
 from .errors import EXIT_RUN_FAILED, EXIT_USAGE, RunFailedError, UserInputError
 from .runfile import FILE_NAME, RunFile, RunFileError
-from .shared import install_sigterm_exit
+from .shared import install_sigterm_exit, unlink_segments_of
 from .sweep_spec import SweepSpec, Trial, check_only, expand, selected
 
 STATE_FILE = "sweep.json"
@@ -237,6 +237,8 @@ class TrialProcess:
 
     def outcome(self) -> Outcome:
         code = self.process.exitcode
+        if code is not None and code < 0:  # killed: its shared memory is ours to reclaim
+            unlink_segments_of(self.process.pid)
         reason = ""
         with contextlib.suppress(OSError, ValueError):
             reason = json.loads((self.trial_dir / OUTCOME_FILE).read_text())["reason"]

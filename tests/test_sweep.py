@@ -249,9 +249,12 @@ def test_only_runs_the_chosen_trials_and_the_rest_later(tmp_path, capsys):
 class KillingExecutor(LocalExecutor):
     """Sends SIGKILL to each trial's process once its run file exists (a crash)."""
 
+    killed: list[int] = []
+
     def start(self, trial, trial_dir):
         super().start(trial, trial_dir)
         proc = self.running[trial.id].process
+        self.killed.append(proc.pid)
 
         def kill_when_running():
             deadline = time.time() + 120
@@ -276,6 +279,9 @@ def test_a_killed_trial_is_a_failure_with_its_reason(tmp_path):
     assert record.reason == "the trial's process killed by SIGKILL"
     assert result.counts[FAILED] == 1
     assert (out / "summary.csv").read_text().count("killed by SIGKILL") == 1
+    # the killed trial could not unlink its shared memory: the sweep reclaimed it
+    for pid in KillingExecutor.killed:
+        assert not list(Path("/dev/shm").glob(f"nbasync_{pid}_*"))
 
 
 def sweep_command(spec: Path, out: Path) -> list[str]:

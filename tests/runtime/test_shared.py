@@ -120,3 +120,23 @@ def test_worker_side_attach_does_not_register_with_resource_tracker(tmp_path):
         q = queue.Queue()
         fn(0, s.handle(), (100, 10), q, threading.Event())
         assert q.get_nowait() == ("copies", 0, 10)
+
+
+def test_unlink_segments_of_a_dead_creator():
+    """What a supervisor does for a child killed before it could clean up: only that
+    process's segments go."""
+    from pathlib import Path
+
+    from nbasync.shared import unlink_segments_of
+
+    dead_pid = 2**22 + 12345  # above Linux's default pid_max: no such process
+    mine = Path("/dev/shm") / f"{SEGMENT_PREFIX}{dead_pid}_abc"
+    other = Path("/dev/shm") / f"{SEGMENT_PREFIX}{dead_pid + 1}_abc"
+    for p in (mine, other):
+        p.write_bytes(b"x")
+    try:
+        assert unlink_segments_of(dead_pid) == [mine.name]
+        assert not mine.exists() and other.exists()
+    finally:
+        for p in (mine, other):
+            p.unlink(missing_ok=True)
