@@ -10,7 +10,10 @@ Layout: ONE POSIX shared-memory segment named ``nbasync_<parent pid>_<random hex
     control  (n_workers + 3) slots of 64 bytes (one cache line each, no false sharing):
              [0, n_workers)  worker i's slot (int64s; only worker i writes it):
                              [0] steps done, [1] updates skipped (non-finite gradient),
-                             [2] updates skipped in a row since the last applied one
+                             [2] updates skipped in a row since the last applied one,
+                             [3] updates applied (counted only with telemetry on: the
+                             Hogwild staleness of an update is the growth of the sum of
+                             [3] over all workers between its sync and its write)
              STOP            1 once a stop was requested
              LAST_TARGET     global step of the last target copy, rounded down to a multiple
                              of the interval ("steps since last target update", paper notes)
@@ -378,6 +381,16 @@ class SharedState:
         """(skipped in all, skipped in a row now) for ``worker``."""
         slot = self._ctrl[worker]
         return int(slot[1]), int(slot[2])
+
+    def count_applied(self, worker: int) -> None:
+        """Worker ``worker`` has just written an update to theta (telemetry only: the
+        counter behind ``applied_updates``). Only that worker may write its slot."""
+        self._ctrl[worker, 3] += 1
+
+    def applied_updates(self) -> int:
+        """U: updates written to theta so far, summed over workers (lock-free, like T).
+        Counted only by workers that record telemetry (``count_applied``)."""
+        return int(self._ctrl[: self._handle.n_workers, 3].sum())
 
     def global_step(self) -> int:
         """T: the sum of every worker's steps (lock-free; may lag in-flight increments)."""
