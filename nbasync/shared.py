@@ -238,6 +238,7 @@ class SharedState:
             (handle.n_workers + _N_CTRL, _SLOT), dtype=np.int64, buffer=buf, offset=0
         )
         self._steps = self._ctrl[: handle.n_workers, 0]
+        self._applied = self._ctrl[: handle.n_workers, 3]
         self._stop_i = handle.n_workers
         self._last_i = handle.n_workers + 1
         self._ntarget_i = handle.n_workers + 2
@@ -333,7 +334,7 @@ class SharedState:
                 os.close(self._lock_fd)
             self._lock_fd = None
         self.params = self.opt_stats = self.target = None
-        self._ctrl = self._steps = None
+        self._ctrl = self._steps = self._applied = None
         # BufferError: someone still holds a view; the mapping then goes with the process.
         with contextlib.suppress(BufferError):
             self._shm.close()
@@ -390,7 +391,9 @@ class SharedState:
     def applied_updates(self) -> int:
         """U: updates written to theta so far, summed over workers (lock-free, like T).
         Counted only by workers that record telemetry (``count_applied``)."""
-        return int(self._ctrl[: self._handle.n_workers, 3].sum())
+        # tolist + sum: 0.2 us for a few workers against 1.7 us for ndarray.sum() on this
+        # strided view; it runs twice per update when telemetry is on.
+        return sum(self._applied.tolist())
 
     def global_step(self) -> int:
         """T: the sum of every worker's steps (lock-free; may lag in-flight increments)."""
