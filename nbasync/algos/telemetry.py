@@ -94,12 +94,24 @@ def _segment_sq(x, starts, ends, out):
 
 @_jit_reduce
 def _segment_rmsprop_sq(d, g, eps, starts, ends, out):
+    # d^2 / (g + eps) in the arrays' dtype (no square root; vectorises), float64 sums.
+    e = d.dtype.type(eps)
     for k in range(starts.shape[0]):
         acc = 0.0
         for i in range(starts[k], ends[k]):
-            v = np.float64(d[i]) / np.sqrt(np.float64(g[i]) + eps)
-            acc += v * v
+            acc += np.float64(d[i] * d[i] / (g[i] + e))
         out[k] = acc
+
+
+@_jit_reduce
+def _finish_layers(grad_sq, delta_sq, param_sq, lr, grad_norm, ratio):
+    """grad_norm = sqrt(grad_sq); ratio = lr sqrt(delta_sq) / sqrt(param_sq), NaN at 0."""
+    for k in range(grad_sq.shape[0]):
+        grad_norm[k] = np.sqrt(grad_sq[k])
+        if param_sq[k] > 0:
+            ratio[k] = lr * np.sqrt(delta_sq[k]) / np.sqrt(param_sq[k])
+        else:
+            ratio[k] = np.nan
 
 
 def layer_sq_norms(x: np.ndarray, starts: np.ndarray, ends: np.ndarray, out: np.ndarray) -> None:
@@ -148,6 +160,8 @@ class Telemetry:
         self.grad_sq = np.zeros(L)
         self.param_sq = np.zeros(L)
         self.delta_sq = np.zeros(L)
+        self.gn = np.zeros(L, np.float32)
+        self.ratio = np.zeros(L, np.float32)
         self.u0 = 0
         self.updates = 0
         self.countdown = self.every
@@ -196,30 +210,20 @@ class Telemetry:
         if self.countdown > 0:
             return
         self.countdown = self.every
-        row = self.rows[self.n_rows]
-        row["global_step"] = self.state.global_step()
-        row["worker"] = self.worker
-        row["skipped"] = skipped
-        row["clipped"] = clipped
-        row["update"] = self.updates
-        row["wall_time"] = time.time()
-        row["staleness"] = staleness
-        row["global_norm"] = global_norm
-        row["lr"] = lr
-        row["window_updates"] = self.w_updates
-        row["window_clipped"] = self.w_clipped
-        row["window_skipped"] = self.w_skipped
-        row["window_staleness_max"] = self.w_stale_max
-        row["window_staleness_mean"] = self.w_stale_sum / self.w_updates
-        row["grad_norm"] = np.sqrt(self.grad_sq)
         if skipped:
-            row["update_ratio"] = np.nan
+            self.gn[:] = np.sqrt(self.grad_sq)
+            self.ratio[:] = np.nan
         else:
             self._delta_sq(grads)
             layer_sq_norms(local_params, self.starts, self.ends, self.param_sq)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ratio = lr * np.sqrt(self.delta_sq) / np.sqrt(self.param_sq)
-            row["update_ratio"] = np.where(self.param_sq > 0, ratio, np.nan)
+            _finish_layers(self.grad_sq, self.delta_sq, self.param_sq, lr, self.gn, self.ratio)
+        # One tuple assignment: ~3 us, against ~15 us for setting the 17 fields one by one.
+        self.rows[self.n_rows] = (
+            self.state.global_step(), self.worker, skipped, clipped, (0, 0), self.updates,
+            time.time(), staleness, global_norm, lr, self.w_updates, self.w_clipped,
+            self.w_skipped, self.w_stale_max, self.w_stale_sum / self.w_updates, self.gn,
+            self.ratio,
+        )  # fmt: skip
         self._reset_window()
         self.n_rows += 1
         now = time.monotonic()
