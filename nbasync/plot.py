@@ -221,7 +221,9 @@ def plot_grads(run_paths, out_png, bins: int = 200, title: str | None = None) ->
                 label=f"{label} (mean {mean:.2f})",
             )  # fmt: skip
         steps, clipped, skipped = _binned_rates(rows, min(bins, 50))
-        (line,) = ax_clip.plot(steps, clipped, label=f"{_label(run)} clipped")
+        clip = run.config().get("grad_clip")
+        off = " (--grad-clip 0: never)" if clip == 0 else f" (--grad-clip {clip})"
+        (line,) = ax_clip.plot(steps, clipped, label=f"{_label(run)} clipped{off}")
         if skipped.any():
             ax_clip.plot(steps, skipped, ls="--", color=line.get_color(),
                          label=f"{_label(run)} skipped (non-finite)")  # fmt: skip
