@@ -173,3 +173,25 @@ def test_telemetry_does_not_change_learning(states):
             assert len(_rows(w)) > 0
         finals.append(w.state.params.copy())
     np.testing.assert_array_equal(finals[0], finals[1])
+
+
+@pytest.mark.parametrize("optimizer", ["shared_rmsprop", "rmsprop", "momentum"])
+def test_update_ratio_is_the_step_actually_written(states, optimizer):
+    """One worker: theta before minus theta after is the step; its norm per tensor over
+    ||theta'|| must be what the row says, whatever the optimiser (two updates, so that the
+    optimiser's state is not at its starting zeros)."""
+    (w,) = _learners(states, telemetry_every=1, optimizer=optimizer, grad_clip=0.0)
+    rng = np.random.default_rng(1)
+    N = w.net.n_params
+    measured = []
+    for _ in range(2):
+        _set_gradient(w, rng.standard_normal(N).astype(np.float32))
+        w.sync()
+        before = w.state.params.astype(np.float64)
+        assert w.apply_gradients(1)
+        delta = before - w.state.params
+        measured.append([np.linalg.norm(delta[o : o + int(np.prod(s))])
+                         / np.linalg.norm(before[o : o + int(np.prod(s))])
+                         for _, o, s in w.net.layout])  # fmt: skip
+    rows = _rows(w)
+    np.testing.assert_allclose(rows["update_ratio"], measured, rtol=2e-3)
