@@ -153,7 +153,7 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _plot(argv: Sequence[str] | None) -> int:
-    from .plot import PlotError, plot_runs
+    from .plot import PlotError, plot_grads, plot_runs
 
     p = _Parser(prog="nbasync-plot", description="Learning curves of one or more runs.")
     p.add_argument(
@@ -161,12 +161,21 @@ def _plot(argv: Sequence[str] | None) -> int:
     )
     p.add_argument("-o", "--output", default="curve.png")
     p.add_argument("--window", type=int, default=100, help="moving-average window (episodes)")
+    p.add_argument(
+        "--grads",
+        action="store_true",
+        help="draw the gradient telemetry instead (runs trained with --telemetry-every): "
+        "per-layer norms and update ratios, staleness distribution, clip rate",
+    )
     _add_sweep_plot_options(p)
     args = p.parse_args(argv)
     try:
-        if _plot_sweep(args):
+        if args.grads:
+            written = plot_grads(args.runs, args.output)
+        elif _plot_sweep(args):
             return 0
-        written = plot_runs(args.runs, args.output, window=args.window)
+        else:
+            written = plot_runs(args.runs, args.output, window=args.window)
     except PlotError as exc:
         raise UserError(str(exc)) from None
     print(f"wrote {written}")

@@ -131,6 +131,12 @@ class TrainConfig:
         "the first step, gets at least 60 s",
         default=30.0,
     )
+    telemetry_every: int = _help(
+        "record gradient telemetry every K updates per worker (0 = off): per-layer gradient "
+        "norms and update/parameter ratios, clipping, skipped updates and Hogwild staleness, "
+        "appended to telemetry.bin in the run directory (nbasync-plot --grads draws it)",
+        default=0,
+    )
     eval_episodes: int = _help("greedy evaluation episodes at the end of training", default=0)
     quiet: bool = _help("no live progress line", default=False)
 
@@ -369,7 +375,7 @@ def validate(c: TrainConfig) -> None:
     for name in ("workers", "steps", "t_max", "target_interval", "lstm_size", "skip_limit"):
         if getattr(c, name) < 1:
             raise bad(name, f"must be at least 1, got {getattr(c, name)}")
-    for name in ("epsilon_anneal_steps", "checkpoint_every", "eval_episodes"):
+    for name in ("epsilon_anneal_steps", "checkpoint_every", "eval_episodes", "telemetry_every"):
         if getattr(c, name) < 0:
             raise bad(name, f"must be >= 0, got {getattr(c, name)}")
     if c.steps > MAX_STEPS:

@@ -1,5 +1,6 @@
-"""The run directory's files: ``run.h5`` (checkpoints), ``episodes.bin`` (the episode log)
-and ``run.lock`` (who is running it).
+"""The run directory's files: ``run.h5`` (checkpoints), ``episodes.bin`` (the episode log),
+``telemetry.bin`` (gradient telemetry, only with ``--telemetry-every``) and ``run.lock``
+(who is running it).
 
 Owns: the on-disk layout (see docs/runfile.md), the config and parameter layout of a run,
 its last ``keep`` checkpoints, its episode log, and the lock that keeps a second process
@@ -15,7 +16,9 @@ leaves the previous ``run.h5`` or the new one, never a half-written file; a full
 The episode log is appended, never rewritten: ``append_episode`` buffers a few rows and
 writes them at the end of ``episodes.bin`` (at least every second, and at every checkpoint);
 nothing of the log is kept in memory. Rows are stored in arrival order; ``episodes()``
-returns them sorted by global step.
+returns them sorted by global step. ``telemetry.bin`` follows the same pattern
+(``append_telemetry``, ``telemetry()``); its rows have one column per parameter tensor of
+the run's layout, so the row size is fixed per run and written in the file's header.
 
 Failures to read a file, or to write one for a reason the user controls (permissions, a
 path that is a file), are ``RunFileError`` (bad input, exit 2); a write that fails for any
@@ -58,6 +61,9 @@ __all__ = [
     "lock_run_dir",
     "make_run_dir",
     "read_episode_log",
+    "read_telemetry_log",
+    "telemetry_dtype",
+    "TELEMETRY_LOG_NAME",
 ]
 
 FILE_NAME = "run.h5"
@@ -105,6 +111,71 @@ EPISODE_LOG_MAGIC = b"nbasync-episodes v1\n".ljust(64, b"\0")
 #: ``append_episode`` writes its buffer once it holds this many rows or is this old.
 _FLUSH_ROWS = 256
 _FLUSH_S = 1.0
+
+TELEMETRY_LOG_NAME = "telemetry.bin"
+_TELEMETRY_MAGIC = b"nbasync-telemetry v1"
+_TELEMETRY_HEADER = 64
+
+
+def telemetry_dtype(n_layers: int) -> np.dtype:
+    """One row of ``telemetry.bin``: one recorded update of one worker (see docs/runfile.md).
+
+    ``grad_norm``/``update_ratio`` hold one value per parameter tensor, in the order of the
+    run's ``param_layout``; the ``window_*`` fields summarise every update of this worker
+    since its previous row (this one included), so rates stay exact when K > 1.
+    """
+    L = int(n_layers)
+    if L < 1:
+        raise ValueError(f"n_layers must be >= 1, got {n_layers}")
+    return np.dtype(
+        [
+            ("global_step", "<i8"),  # T when the update was written (or skipped)
+            ("worker", "<i4"),
+            ("skipped", "u1"),  # 1: the gradient was not finite, nothing was written
+            ("clipped", "u1"),  # 1: global_norm > grad_clip, the gradient was scaled
+            ("_pad", "u1", (2,)),
+            ("update", "<i8"),  # this worker's update count (applied + skipped), from 1
+            ("wall_time", "<f8"),  # seconds since the run started (across resumes)
+            ("staleness", "<i8"),  # updates by other workers between sync and write
+            ("global_norm", "<f8"),  # pre-clip L2 norm of the whole gradient
+            ("lr", "<f8"),  # learning rate of this update
+            ("window_updates", "<i4"),
+            ("window_clipped", "<i4"),
+            ("window_skipped", "<i4"),
+            ("window_staleness_max", "<i4"),
+            ("window_staleness_mean", "<f8"),
+            ("grad_norm", "<f4", (L,)),  # per tensor, pre-clip
+            ("update_ratio", "<f4", (L,)),  # per tensor ||delta theta|| / ||theta'||
+        ]
+    )
+
+
+def _telemetry_header(n_layers: int) -> bytes:
+    line = _TELEMETRY_MAGIC + f" layers={int(n_layers)}\n".encode()
+    return line.ljust(_TELEMETRY_HEADER, b"\0")
+
+
+def read_telemetry_log(path) -> np.ndarray | None:
+    """The rows of a ``telemetry.bin`` in the order they were written, or None when the run
+    recorded none (no file). A partial last row (a crash mid-write) is ignored."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise RunFileError(f"cannot read telemetry log {path}: {_one_line(exc)}") from None
+    head = data[:_TELEMETRY_HEADER]
+    try:
+        if not head.startswith(_TELEMETRY_MAGIC) or len(head) < _TELEMETRY_HEADER:
+            raise ValueError
+        n_layers = int(head.split(b"layers=")[1].split(b"\n")[0])
+    except (ValueError, IndexError):
+        raise RunFileError(f"{path} is not an nbasync telemetry log") from None
+    dtype = telemetry_dtype(n_layers)
+    body = data[_TELEMETRY_HEADER:]
+    return np.frombuffer(body, dtype, count=len(body) // dtype.itemsize).copy()
+
 
 _CKPT_GROUP = "checkpoints"
 _STEP_WIDTH = 12
@@ -360,6 +431,8 @@ class RunFile:
         self._pending: list[tuple] = []
         self._last_flush = time.monotonic()
         self._log_fd: int | None = None
+        self._tele_pending: list[bytes] = []
+        self._tele_fd: int | None = None
 
     # ------------------------------------------------------------------ create / open
     @classmethod
@@ -398,6 +471,8 @@ class RunFile:
         )
         try:
             _replace_atomically(out / EPISODE_LOG_NAME, EPISODE_LOG_MAGIC)
+            with contextlib.suppress(FileNotFoundError):  # left by a run that saved nothing
+                (out / TELEMETRY_LOG_NAME).unlink()
         except OSError as exc:
             raise _write_error(f"episode log {out / EPISODE_LOG_NAME}", exc) from None
         rf._write(new_ckpt=None, fresh=True)
@@ -581,6 +656,7 @@ class RunFile:
         self._last_flush = time.monotonic()
         if self._legacy is not None:
             self._migrate_legacy()
+        self._flush_telemetry(sync)  # the same rhythm for the telemetry log
         if not self._pending and not sync:
             return
         fd = self._open_log()
@@ -630,6 +706,67 @@ class RunFile:
         self._legacy = None
         self._n_logged = len(rows)
         self._write(new_ckpt=None)
+
+    # ------------------------------------------------------------------ telemetry
+    @property
+    def telemetry_path(self) -> Path:
+        return self.path.parent / TELEMETRY_LOG_NAME
+
+    def layer_names(self) -> list[str]:
+        """Names of the parameter tensors, the order of telemetry's per-layer columns."""
+        return [name for name, _, _ in self._layout]
+
+    def append_telemetry(self, rows: np.ndarray) -> None:
+        """Log telemetry rows (``telemetry_dtype(len(layout))``). Appended to
+        ``telemetry.bin`` within about a second, and by every checkpoint, ``save``, ``close``."""
+        rows = np.asarray(rows)
+        if rows.dtype != telemetry_dtype(len(self._layout)):
+            raise ValueError(f"telemetry rows have dtype {rows.dtype}, not this run's row type")
+        self._tele_pending.append(rows.tobytes())
+        if time.monotonic() - self._last_flush >= _FLUSH_S:
+            self.flush_episodes()
+
+    def telemetry(self) -> np.ndarray | None:
+        """Every telemetry row (on disk and buffered) in the order logged, or None when the
+        run recorded no telemetry. Fields: see ``telemetry_dtype``; per-layer columns are
+        2-D, ordered as ``layer_names()``."""
+        rows = read_telemetry_log(self.telemetry_path)
+        if self._tele_pending:
+            dtype = telemetry_dtype(len(self._layout))
+            buffered = np.frombuffer(b"".join(self._tele_pending), dtype)
+            rows = buffered.copy() if rows is None else np.concatenate([rows, buffered])
+        return rows
+
+    def _flush_telemetry(self, sync: bool) -> None:
+        if not self._tele_pending and self._tele_fd is None:
+            return
+        dtype = telemetry_dtype(len(self._layout))
+        path = self.telemetry_path
+        try:
+            if self._tele_fd is None:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                self._tele_fd = fd
+                size = os.fstat(fd).st_size
+                if size < _TELEMETRY_HEADER:
+                    os.ftruncate(fd, 0)
+                    _write_all(fd, _telemetry_header(len(self._layout)))
+                else:  # cut a partial last row so new rows stay aligned
+                    rows = (size - _TELEMETRY_HEADER) // dtype.itemsize
+                    os.ftruncate(fd, _TELEMETRY_HEADER + rows * dtype.itemsize)
+            fd = self._tele_fd
+            end = os.fstat(fd).st_size
+            data = b"".join(self._tele_pending)
+            try:
+                _write_all(fd, data)
+                if sync:
+                    os.fsync(fd)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, end)
+                raise
+        except OSError as exc:
+            raise _write_error(f"telemetry log {path}", exc) from None
+        self._tele_pending = []
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_steps(self) -> list[int]:
@@ -743,13 +880,14 @@ class RunFile:
     def close(self) -> None:
         """Persist buffered episodes and close the log. The object stays usable."""
         try:
-            if self._pending or self._legacy is not None:
+            if self._pending or self._tele_pending or self._legacy is not None:
                 self.save()
         finally:
-            if self._log_fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(self._log_fd)
-                self._log_fd = None
+            for attr in ("_log_fd", "_tele_fd"):
+                if getattr(self, attr) is not None:
+                    with contextlib.suppress(OSError):
+                        os.close(getattr(self, attr))
+                    setattr(self, attr, None)
 
     def __enter__(self) -> RunFile:
         return self
@@ -758,9 +896,10 @@ class RunFile:
         self.close()
 
     def __del__(self) -> None:
-        if getattr(self, "_log_fd", None) is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._log_fd)
+        for attr in ("_log_fd", "_tele_fd"):
+            if getattr(self, attr, None) is not None:
+                with contextlib.suppress(OSError):
+                    os.close(getattr(self, attr))
 
     def _write(self, new_ckpt: Checkpoint | None, fresh: bool = False) -> None:
         """Replace run.h5 atomically: build the new file in memory, then write it with

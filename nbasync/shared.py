@@ -10,7 +10,10 @@ Layout: ONE POSIX shared-memory segment named ``nbasync_<parent pid>_<random hex
     control  (n_workers + 3) slots of 64 bytes (one cache line each, no false sharing):
              [0, n_workers)  worker i's slot (int64s; only worker i writes it):
                              [0] steps done, [1] updates skipped (non-finite gradient),
-                             [2] updates skipped in a row since the last applied one
+                             [2] updates skipped in a row since the last applied one,
+                             [3] updates applied (counted only with telemetry on: the
+                             Hogwild staleness of an update is the growth of the sum of
+                             [3] over all workers between its sync and its write)
              STOP            1 once a stop was requested
              LAST_TARGET     global step of the last target copy, rounded down to a multiple
                              of the interval ("steps since last target update", paper notes)
@@ -235,6 +238,7 @@ class SharedState:
             (handle.n_workers + _N_CTRL, _SLOT), dtype=np.int64, buffer=buf, offset=0
         )
         self._steps = self._ctrl[: handle.n_workers, 0]
+        self._applied = self._ctrl[: handle.n_workers, 3]
         self._stop_i = handle.n_workers
         self._last_i = handle.n_workers + 1
         self._ntarget_i = handle.n_workers + 2
@@ -330,7 +334,7 @@ class SharedState:
                 os.close(self._lock_fd)
             self._lock_fd = None
         self.params = self.opt_stats = self.target = None
-        self._ctrl = self._steps = None
+        self._ctrl = self._steps = self._applied = None
         # BufferError: someone still holds a view; the mapping then goes with the process.
         with contextlib.suppress(BufferError):
             self._shm.close()
@@ -378,6 +382,18 @@ class SharedState:
         """(skipped in all, skipped in a row now) for ``worker``."""
         slot = self._ctrl[worker]
         return int(slot[1]), int(slot[2])
+
+    def count_applied(self, worker: int) -> None:
+        """Worker ``worker`` has just written an update to theta (telemetry only: the
+        counter behind ``applied_updates``). Only that worker may write its slot."""
+        self._ctrl[worker, 3] += 1
+
+    def applied_updates(self) -> int:
+        """U: updates written to theta so far, summed over workers (lock-free, like T).
+        Counted only by workers that record telemetry (``count_applied``)."""
+        # tolist + sum: 0.2 us for a few workers against 1.7 us for ndarray.sum() on this
+        # strided view; it runs twice per update when telemetry is on.
+        return sum(self._applied.tolist())
 
     def global_step(self) -> int:
         """T: the sum of every worker's steps (lock-free; may lag in-flight increments)."""

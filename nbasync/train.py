@@ -21,12 +21,21 @@ from typing import Any
 import numpy as np
 
 from .algos import ALGORITHMS, worker_main
-from .algos.base import ActorLearner, build_network, env_options, env_spec
+from .algos.base import EPISODE_EVENT, ActorLearner, build_network, env_options, env_spec
 from .algos.evaluate import EvalResult, evaluate
+from .algos.telemetry import TELEMETRY_EVENT
 from .config import ConfigError, TrainConfig, build_config, validate
 from .envs import make_env
 from .errors import DivergedError
-from .runfile import LOCK_NAME, RunFile, RunFileError, RunLock, lock_run_dir, make_run_dir
+from .runfile import (
+    LOCK_NAME,
+    RunFile,
+    RunFileError,
+    RunLock,
+    lock_run_dir,
+    make_run_dir,
+    telemetry_dtype,
+)
 from .runner import run_workers
 from .shared import SharedState
 
@@ -34,7 +43,7 @@ from .shared import SharedState
 RESUMABLE = frozenset(
     {
         "steps", "workers", "quiet", "checkpoint_every", "eval_episodes", "out", "time_limit",
-        "skip_limit", "stall_timeout",
+        "skip_limit", "stall_timeout", "telemetry_every",
     }
 )  # fmt: skip
 
@@ -296,10 +305,20 @@ def _run(
                 rng_state={"seed": config.seed, "segment": segment},
             )
 
+        tele_dtype = telemetry_dtype(len(runfile.param_layout()))
+
         def on_event(event: tuple) -> None:
-            _, worker, step, wall, ret, length = event
-            runfile.append_episode(worker, step, elapsed0 + wall - started, ret, length)
-            progress.episode(ret)
+            """Dispatch on the event's kind (``algos.base.EpisodeEvent``,
+            ``algos.telemetry.TelemetryEvent``); the runner's own kinds are not logged."""
+            kind = event[0]
+            if kind == EPISODE_EVENT:
+                _, worker, step, wall, ret, length = event
+                runfile.append_episode(worker, step, elapsed0 + wall - started, ret, length)
+                progress.episode(ret)
+            elif kind == TELEMETRY_EVENT:
+                rows = np.frombuffer(event.rows, tele_dtype).copy()
+                rows["wall_time"] += elapsed0 - started
+                runfile.append_telemetry(rows)
 
         def params_finite() -> bool:
             return bool(np.isfinite(state.params).all()) and (

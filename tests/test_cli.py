@@ -46,6 +46,8 @@ BAD_INPUTS = [
     ("train", ["--network", "atari"], "--network: atari (the conv net) needs (C, H, W) images"),
     ("train", ["--env", "ALE/Pong-v5", "--network", "mlp"], "--network: mlp needs vector obs"),
     ("train", ["--network", "resnet"], "unknown network 'resnet'"),
+    ("train", ["--telemetry-every", "-1"], "--telemetry-every: must be >= 0, got -1"),
+    ("train", ["--telemetry-every", "2.5"], "--telemetry-every: invalid value '2.5'"),
     # nbasync-train: config files
     ("train", ["--config", "/nonexistent/x.toml"], "config file not found"),
     ("train", ["--config", "{toml:workers = true}"], "--workers: invalid value True"),
@@ -70,6 +72,7 @@ BAD_INPUTS = [
     ("plot", ["{run}", "--window", "0", "-o", "{tmp}/c.png"], "--window must be"),
     ("plot", ["{run}", "--window", "-3", "-o", "{tmp}/c.png"], "--window must be"),
     ("plot", ["{run}", "-o", "{tmp}/x.txt"], "cannot write a .txt file"),
+    ("plot", ["{run}", "--grads", "-o", "{tmp}/g.png"], "recorded no telemetry"),
 ]
 
 MAINS = {"train": train_main, "eval": eval_main, "plot": plot_main}

@@ -91,3 +91,41 @@ def test_bad_window_and_suffix_are_plot_errors_before_anything_is_written(tmp_pa
     with pytest.raises(PlotError, match=r"cannot write a \.txt file"):
         plot_runs([a], tmp_path / "out" / "c.txt")
     assert not (tmp_path / "out").exists()
+
+
+def test_binned_median_takes_each_step_range():
+    from nbasync.plot import binned_median
+
+    x = np.array([0, 1, 2, 10, 11, 12])
+    y = np.array([[1.0, 5.0], [2.0, np.nan], [3.0, 7.0], [10.0, 1.0], [20.0, 2.0], [30.0, 3.0]])
+    centres, med = binned_median(x, y, 2)
+    np.testing.assert_allclose(centres, [1.0, 11.0])
+    np.testing.assert_allclose(med, [[2.0, 6.0], [20.0, 2.0]])
+
+
+def test_plot_grads_writes_png_and_needs_telemetry(tmp_path):
+    pytest.importorskip("matplotlib")
+    from nbasync.plot import plot_grads
+    from nbasync.runfile import telemetry_dtype
+
+    runs = []
+    for n_workers in (1, 2):
+        rf = RunFile.create(tmp_path / f"w{n_workers}", {"algo": "a3c", "workers": n_workers},
+                            LAYOUT)  # fmt: skip
+        rows = np.zeros(40, telemetry_dtype(1))
+        rows["global_step"] = np.arange(40) * 5
+        rows["worker"] = np.arange(40) % n_workers
+        rows["staleness"] = np.arange(40) % 3 if n_workers > 1 else 0
+        rows["grad_norm"] = 1.0 + np.arange(40)[:, None]
+        rows["update_ratio"] = 1e-3
+        rows["window_updates"] = 1
+        rows["window_clipped"] = np.arange(40) % 2
+        rf.append_telemetry(rows)
+        rf.close()
+        runs.append(rf.out_dir)
+    for paths in (runs, runs[1:]):
+        out = plot_grads(paths, tmp_path / "grads")
+        assert out.suffix == ".png" and out.read_bytes()[:8] == PNG_MAGIC
+    make_run(tmp_path / "plain", "a3c", 10)
+    with pytest.raises(PlotError, match="recorded no telemetry"):
+        plot_grads(tmp_path / "plain", tmp_path / "x.png")

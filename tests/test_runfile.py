@@ -598,3 +598,54 @@ def test_writer_memory_does_not_grow_with_the_log(tmp_path):
         tracemalloc.stop()
     assert rf.n_episodes == 50_000
     assert grown < 100_000, grown  # bytes; those 40k rows alone are 1.6 MB
+
+
+# ------------------------------------------------------------------------- telemetry log
+
+
+def _telemetry_rows(n: int, start: int = 0) -> np.ndarray:
+    rows = np.zeros(n, runfile_mod.telemetry_dtype(len(LAYOUT)))
+    rows["global_step"] = np.arange(start, start + n) * 5
+    rows["worker"] = np.arange(n) % 2
+    rows["staleness"] = np.arange(n) % 3
+    rows["grad_norm"] = np.arange(n * len(LAYOUT)).reshape(n, len(LAYOUT))
+    return rows
+
+
+def test_telemetry_log_append_read_and_layer_columns(tmp_path):
+    rf = RunFile.create(tmp_path / "run", CONFIG, LAYOUT)
+    assert rf.telemetry() is None  # a run without telemetry has no log
+    assert not rf.telemetry_path.exists()
+    rows = _telemetry_rows(5)
+    rf.append_telemetry(rows[:3])
+    rf.append_telemetry(rows[3:])
+    np.testing.assert_array_equal(rf.telemetry(), rows)  # buffered rows count too
+    rf.write_checkpoint(**make_ckpt_args(10))  # a checkpoint flushes the log
+    on_disk = runfile_mod.read_telemetry_log(tmp_path / "run" / runfile_mod.TELEMETRY_LOG_NAME)
+    np.testing.assert_array_equal(on_disk, rows)
+    assert on_disk["grad_norm"].shape == (5, len(LAYOUT))
+    assert rf.layer_names() == [name for name, _, _ in LAYOUT]
+    rf.close()
+    with pytest.raises(ValueError, match="row type"):
+        rf.append_telemetry(np.zeros(2, runfile_mod.telemetry_dtype(len(LAYOUT) + 1)))
+
+
+def test_telemetry_log_is_appended_after_reopening_and_survives_a_partial_row(tmp_path):
+    with RunFile.create(tmp_path / "run", CONFIG, LAYOUT) as rf:
+        rf.append_telemetry(_telemetry_rows(4))
+    path = tmp_path / "run" / runfile_mod.TELEMETRY_LOG_NAME
+    with open(path, "ab") as f:
+        f.write(b"\x01" * 7)  # a crash mid-append
+    assert len(runfile_mod.read_telemetry_log(path)) == 4
+    with RunFile.open(tmp_path / "run") as rf:  # the resumed run appends aligned rows
+        rf.append_telemetry(_telemetry_rows(2, start=4))
+        rf.save()
+    got = RunFile.open(tmp_path / "run").telemetry()
+    np.testing.assert_array_equal(got["global_step"], np.arange(6) * 5)
+
+
+def test_telemetry_log_bad_file_is_run_file_error(tmp_path):
+    rf = RunFile.create(tmp_path / "run", CONFIG, LAYOUT)
+    rf.telemetry_path.write_bytes(b"not a telemetry log" * 10)
+    with pytest.raises(RunFileError, match="not an nbasync telemetry log"):
+        rf.telemetry()

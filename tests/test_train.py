@@ -433,3 +433,34 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path, capsys):
     assert after.step == before.step
     np.testing.assert_array_equal(after.params, before.params)
     assert f"last good checkpoint: step {before.step:,}" in err
+
+
+def test_telemetry_of_one_worker_has_zero_staleness_and_resume_may_change_it(tmp_path):
+    train_mod.train(small(tmp_path, workers=1, telemetry_every=1))
+    rf = RunFile.open(tmp_path / "run")
+    rows = rf.telemetry()
+    assert len(rows) > 500  # one row per update: 3000 steps / t_max 5, fewer at episode ends
+    assert (rows["worker"] == 0).all() and (rows["staleness"] == 0).all()
+    assert (np.diff(rows["update"]) == 1).all() and rows["update"][0] == 1
+    assert (rows["wall_time"] >= 0).all() and (rows["wall_time"] < 600).all()  # run time
+    n = len(rows)
+    train_mod.resume(tmp_path / "run", {"steps": 4000, "telemetry_every": 10})
+    rows = RunFile.open(tmp_path / "run").telemetry()
+    assert 0 < len(rows) - n <= 1000 // 5 // 10 + 1
+    assert (rows["window_updates"][n:] == 10).all()
+
+
+def test_no_telemetry_log_when_off(tmp_path):
+    train_mod.train(small(tmp_path, workers=1, steps=500))
+    assert RunFile.open(tmp_path / "run").telemetry() is None
+    assert not (tmp_path / "run" / "telemetry.bin").exists()
+
+
+@pytest.mark.slow
+def test_telemetry_of_two_workers_sees_stale_updates(tmp_path):
+    """Real processes: with two workers, some updates land between the other's sync and
+    write (the exact values are tested in tests/algos/test_telemetry.py)."""
+    train_mod.train(small(tmp_path, workers=2, steps=20_000, telemetry_every=1))
+    rows = RunFile.open(tmp_path / "run").telemetry()
+    assert set(np.unique(rows["worker"])) == {0, 1}
+    assert rows["staleness"].max() > 0

@@ -30,5 +30,6 @@ def worker_main(index: int, handle, args, events, stop) -> None:
     try:
         learner = ActorLearner(config, index, state, events, stop, segment)
         ALGORITHMS[config.algo](learner)
+        learner.close()
     finally:
         state.close()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -25,8 +25,21 @@ from ..envs import EnvInfo, describe, is_atari_id, make_env, require_discrete
 from ..nn import NetworkPair, atari_network, mlp_network
 from ..optim import clip_grad_norm, global_norm, linear_lr, make_optimizer
 from .targets import draw_final_epsilon, epsilon_at
+from .telemetry import Telemetry
 
 EPISODE_EVENT = "episode"
+
+
+class EpisodeEvent(NamedTuple):
+    """Worker -> parent: one finished episode (``wall`` a Unix time). The parent dispatches
+    on ``kind`` (``telemetry.TelemetryEvent`` is the other kind a worker sends)."""
+
+    kind: str
+    worker: int
+    step: int
+    wall: float
+    ret: float
+    length: int
 
 
 def env_options(config: TrainConfig) -> dict[str, Any]:
@@ -176,6 +189,19 @@ class ActorLearner:
         self.episode_length = 0
         self.episodes = 0
         self.start_time = time.time()
+        self.telemetry: Telemetry | None = None
+        if config.telemetry_every > 0:
+            # Bound here, not tested per update: with telemetry off the hot path is unchanged.
+            self.telemetry = Telemetry(
+                config.telemetry_every, index, self.net.layout, state, self.optimizer, events
+            )
+            self.sync = self._sync_recorded
+            self.apply_gradients = self._apply_gradients_recorded
+
+    def close(self) -> None:
+        """End of the worker's loop: send the telemetry rows still buffered."""
+        if self.telemetry is not None:
+            self.telemetry.flush()
 
     # -- counters -------------------------------------------------------------------------
     def global_step(self) -> int:
@@ -216,7 +242,7 @@ class ActorLearner:
         self.state.add_steps(self.index, 1)
         if truncated or (terminated and info.get("game_over", True)):
             self.events.put(
-                (
+                EpisodeEvent(
                     EPISODE_EVENT,
                     self.index,
                     self.state.global_step(),
@@ -236,6 +262,12 @@ class ActorLearner:
     # -- network --------------------------------------------------------------------------
     def sync(self) -> None:
         """theta' <- theta (a plain copy of the shared vector; other workers may be writing)."""
+        np.copyto(self.net.params, self.state.params)
+
+    def _sync_recorded(self) -> None:
+        """``sync`` with telemetry on: also remembers U0 for the staleness (read BEFORE the
+        copy, so an update landing during the copy counts as stale, never as missed)."""
+        self.telemetry.synced()
         np.copyto(self.net.params, self.state.params)
 
     def load(self, row: int, obs: np.ndarray) -> None:
@@ -286,6 +318,38 @@ class ActorLearner:
         if self.target_net is not None:
             self.state.maybe_update_target(self.config.target_interval)
         return True
+
+    def _apply_gradients_recorded(self, n: int) -> bool:
+        """``apply_gradients`` with telemetry on: the same update (tests check that the
+        parameters come out identical), plus the counter behind staleness and, every K-th
+        update, per-layer norms (``algos.telemetry``). Keep the two in step when editing."""
+        tel = self.telemetry
+        self.net.zero_grad()
+        self.net.backward(self.dout[:n], n)
+        grads = self.net.grads
+        if tel.due():
+            tel.grads_before_clip(grads)
+        clip = self.config.grad_clip
+        if clip > 0:
+            norm = clip_grad_norm(grads, clip)
+            finite = math.isfinite(norm)
+        else:
+            norm = global_norm(grads)
+            finite = norm <= self._max_unclipped_norm
+        self.state.record_update(self.index, finite)
+        staleness = tel.staleness()
+        lr = 0.0
+        if finite:
+            lr = self.config.lr
+            if self.config.anneal_lr:
+                lr = linear_lr(lr, self.state.global_step(), self.config.steps)
+            self.optimizer.step(self.state.params, grads, lr)
+            self.state.count_applied(self.index)
+            if self.target_net is not None:
+                self.state.maybe_update_target(self.config.target_interval)
+        clipped = finite and clip > 0 and norm > clip
+        tel.updated(staleness, norm, clipped, not finite, lr, grads, self.net.params)
+        return finite
 
 
 def env_spec(env, env_id: str, continuous_ok: bool = False) -> EnvInfo:
