@@ -128,7 +128,7 @@ class TrainConfig:
         "seconds a worker may make no step before it counts as stalled and the run stops "
         "with exit code 3 (0 = never). A worker steps many times a second (an update of "
         "t_max steps takes well under 1 s, even Atari on a busy machine); start-up, before "
-        "the first step, gets at least 60 s",
+        "the first step, gets at least 180 s",
         default=30.0,
     )
     telemetry_every: int = _help(

@@ -38,7 +38,7 @@ import numpy as np
 
 from .config import build_config
 from .errors import EXIT_RUN_FAILED, EXIT_USAGE, RunFailedError, UserInputError
-from .runfile import FILE_NAME, RunFile, RunFileError
+from .runfile import FILE_NAME, LOCK_NAME, RunFile, RunFileError
 from .shared import install_sigterm_exit, unlink_segments_of
 from .sweep_spec import SweepSpec, Trial, check_only, expand, selected
 
@@ -335,15 +335,20 @@ def _workers(trial: Trial) -> int:
 
 def _ray_trial(trial: Trial) -> dict[str, Any]:
     """A trial as a Ray task: run it in a temporary directory on the node that got it, and
-    return the outcome with the run file's bytes (nodes share no file system)."""
+    return the outcome with the run directory's files (``run.h5``, ``episodes.bin``,
+    ``telemetry.bin``, ...: nodes share no file system). The lock file stays behind."""
     tmp = Path(tempfile.mkdtemp(prefix=f"nbasync-{trial.id}-"))
     try:
         outcome = run_trial_blocking(trial, tmp)
-        run_file = tmp / FILE_NAME
         log = tmp / LOG_FILE
+        files = {
+            f.name: f.read_bytes()
+            for f in sorted(tmp.iterdir())
+            if f.is_file() and f.name not in (LOCK_NAME, LOG_FILE)
+        }
         return {
             "outcome": dataclasses.asdict(outcome),
-            "run_h5": run_file.read_bytes() if run_file.is_file() else None,
+            "files": files,
             "log": log.read_bytes()[-65536:] if log.is_file() else b"",
         }
     finally:
@@ -412,8 +417,8 @@ class RayExecutor:
             except Exception as exc:  # noqa: BLE001 - a lost node, a cancelled task: run again
                 done.append((trial.id, Outcome(None, f"Ray: {_one_line(exc)}", math.nan, "")))
                 continue
-            if result["run_h5"] is not None:
-                _write_bytes(trial_dir / FILE_NAME, result["run_h5"])
+            for name, data in result["files"].items():
+                _write_bytes(trial_dir / name, data)
             _write_bytes(trial_dir / LOG_FILE, result["log"])
             done.append((trial.id, Outcome(**result["outcome"])))
         return done

@@ -382,7 +382,7 @@ def test_ray_sweep_brings_the_run_files_back(tmp_path):
             run_sweep(big, tmp_path / "big", RayExecutor(None), quiet=True)
     finally:
         ray.shutdown()
-    assert result.counts[FINISHED] == 2
+    assert result.counts[FINISHED] == 2, [(r.status, r.reason) for r in read_state(out)[1]]
     for record in read_state(out)[1]:
         run = RunFile.open(out / record.id)
         assert run.config()["seed"] == record.settings["seed"]
