@@ -60,6 +60,16 @@ def _output_path(out, canvas_class) -> Path:
     return out
 
 
+def save_figure(fig, out: Path) -> Path:
+    """Write ``fig`` to ``out`` (checked by ``_output_path``); PlotError when it cannot."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=100)
+    except OSError as exc:
+        raise PlotError(f"cannot write {out}: {' '.join(str(exc).split())}") from None
+    return out
+
+
 def _label(run: RunFile) -> str:
     algo = run.config().get("algo")
     name = run.out_dir.name or str(run.out_dir)
@@ -122,12 +132,7 @@ def plot_runs(run_paths, out_png, window: int = 100, title: str | None = None) -
     if title:
         fig.suptitle(title)
 
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=100)
-    except OSError as exc:
-        raise PlotError(f"cannot write {out}: {' '.join(str(exc).split())}") from None
-    return out
+    return save_figure(fig, out)
 
 
 def binned_median(x: np.ndarray, y: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
@@ -241,9 +246,4 @@ def plot_grads(run_paths, out_png, bins: int = 200, title: str | None = None) ->
     ax_clip.grid(True, alpha=0.3)
     if title:
         fig.suptitle(title)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=100)
-    except OSError as exc:
-        raise PlotError(f"cannot write {out}: {' '.join(str(exc).split())}") from None
-    return out
+    return save_figure(fig, out)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .plot import PlotError, _import_matplotlib, moving_average
+from .plot import PlotError, _import_matplotlib, _output_path, moving_average, save_figure
 from .runfile import RunFile
 from .sweep import FAILED, FINISHED, TrialRecord, read_state
 
@@ -55,13 +55,9 @@ def _figure(ncols: int = 1, width: float = 6.5):
 
 
 def _save(fig, out_png) -> Path:
-    out = Path(out_png)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=100)
-    except OSError as exc:
-        raise PlotError(f"cannot write {out}: {' '.join(str(exc).split())}") from None
-    return out
+    """The same output rules as a run's plot (``.png`` added, unwritable suffixes refused)."""
+    _, FigureCanvasAgg = _import_matplotlib()
+    return save_figure(fig, _output_path(out_png, FigureCanvasAgg))
 
 
 def _hue_key(spec_json: dict[str, Any], records: list[TrialRecord], exclude: str) -> str | None:

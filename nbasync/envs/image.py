@@ -25,6 +25,7 @@ from gymnasium import spaces
 
 from .atari import _resize_into, area_tables, work_size
 from .errors import EnvError
+from .vector import SeededObservationWrapper
 
 __all__ = ["ImageObs", "image_layout"]
 
@@ -55,7 +56,7 @@ def _grey_into(rgb, out):
             out[i, j] = np.uint8(min(255.0, v + 0.5))
 
 
-class ImageObs(gymnasium.ObservationWrapper):
+class ImageObs(SeededObservationWrapper):
     """uint8 (C * frame_stack, size, size) channels-first observations; see the module doc.
 
     Args:
@@ -77,7 +78,7 @@ class ImageObs(gymnasium.ObservationWrapper):
         frame_stack: int = 1,
         layout: str | None = None,
     ):
-        super().__init__(env)
+        super().__init__(env, seed)
         space = env.observation_space
         if not isinstance(space, spaces.Box) or space.dtype != np.uint8:
             raise EnvError(f"ImageObs needs a uint8 Box observation space, got {space}")
@@ -109,15 +110,9 @@ class ImageObs(gymnasium.ObservationWrapper):
         self._fw = np.zeros(work_size(int(H), int(W), h), np.float32)
         self._every_row = np.zeros(0, np.uint8)
         self.observation_space = spaces.Box(0, 255, self._stack.shape, np.uint8)
-        self._pending_seed = seed
         self._fill = True
-        if seed is not None:
-            self.action_space.seed(int(seed))
 
     def reset(self, *, seed=None, options=None):
-        if seed is None and self._pending_seed is not None:
-            seed = self._pending_seed
-        self._pending_seed = None
         self._fill = True  # a new episode: its first frame fills the whole stack
         return super().reset(seed=seed, options=options)
 

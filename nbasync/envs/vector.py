@@ -14,7 +14,7 @@ from gymnasium import spaces
 
 from .errors import EnvError
 
-__all__ = ["Float32Obs", "MaskVelocityWrapper", "VELOCITY_INDICES"]
+__all__ = ["Float32Obs", "MaskVelocityWrapper", "SeededObservationWrapper", "VELOCITY_INDICES"]
 
 # Positions of the velocity entries in the observation vector, per environment name.
 VELOCITY_INDICES: dict[str, tuple[int, ...]] = {
@@ -22,22 +22,12 @@ VELOCITY_INDICES: dict[str, tuple[int, ...]] = {
 }
 
 
-class Float32Obs(gymnasium.ObservationWrapper):
-    """Observations as contiguous float32 1-D arrays (Box obs of any rank is flattened).
-
-    The first ``reset()`` without a seed uses ``seed`` (given at construction), so
-    ``make_env(id, seed)`` is reproducible; the action space is seeded too.
-    """
+class SeededObservationWrapper(gymnasium.ObservationWrapper):
+    """An observation wrapper whose first ``reset()`` without a seed uses the one given at
+    construction (so ``make_env(id, seed)`` is reproducible); the action space is seeded."""
 
     def __init__(self, env: gymnasium.Env, seed: int | None = None):
         super().__init__(env)
-        space = env.observation_space
-        if not isinstance(space, spaces.Box):
-            raise EnvError(f"Float32Obs needs a Box observation space, got {space}")
-        n = int(np.prod(space.shape))
-        low = np.asarray(space.low, np.float32).reshape(n)
-        high = np.asarray(space.high, np.float32).reshape(n)
-        self.observation_space = spaces.Box(low, high, (n,), np.float32)
         self._pending_seed = seed
         if seed is not None:
             self.action_space.seed(int(seed))
@@ -47,6 +37,24 @@ class Float32Obs(gymnasium.ObservationWrapper):
             seed = self._pending_seed
         self._pending_seed = None
         return super().reset(seed=seed, options=options)
+
+
+class Float32Obs(SeededObservationWrapper):
+    """Observations as contiguous float32 1-D arrays (Box obs of any rank is flattened).
+
+    The first ``reset()`` without a seed uses ``seed`` (given at construction), so
+    ``make_env(id, seed)`` is reproducible; the action space is seeded too.
+    """
+
+    def __init__(self, env: gymnasium.Env, seed: int | None = None):
+        super().__init__(env, seed)
+        space = env.observation_space
+        if not isinstance(space, spaces.Box):
+            raise EnvError(f"Float32Obs needs a Box observation space, got {space}")
+        n = int(np.prod(space.shape))
+        low = np.asarray(space.low, np.float32).reshape(n)
+        high = np.asarray(space.high, np.float32).reshape(n)
+        self.observation_space = spaces.Box(low, high, (n,), np.float32)
 
     def observation(self, observation):
         return np.ascontiguousarray(observation, dtype=np.float32).reshape(-1)
