@@ -9,30 +9,12 @@ import gymnasium
 import numpy as np
 import pytest
 
-from nbasync.algos.base import ActorLearner, build_network
-from nbasync.config import build_config
+from nbasync.algos.base import ActorLearner
 from nbasync.envs import AtariEnv
-from nbasync.shared import SharedState
-from nbasync.train import probe_env
 
 
-def _learner(state_holder, **settings) -> ActorLearner:
-    config = build_config({"algo": "a3c", "workers": 1, **settings})
-    spec = probe_env(config)
-    net = build_network(config, spec, max_batch=config.t_max + 1)
-    state = SharedState.create(net.n_params, 1, target=False, optimizer_stats=True)
-    state_holder.append(state)
-    net.bind(state.params, net.grads)
-    net.init_params(0)
-    return ActorLearner(config, 0, state, queue.SimpleQueue(), None)
-
-
-@pytest.fixture
-def states():
-    held: list[SharedState] = []
-    yield held
-    for s in held:
-        s.close()
+def _learner1(make_learners, **settings) -> ActorLearner:
+    return make_learners(**settings)[0]
 
 
 def _logged(w: ActorLearner) -> list[tuple[float, int]]:
@@ -76,8 +58,8 @@ def _play(w: ActorLearner) -> None:
             w.reset()
 
 
-def test_every_ending_is_logged_once_with_the_whole_games_score(states):
-    w = _learner(states)
+def test_every_ending_is_logged_once_with_the_whole_games_score(make_learners):
+    w = make_learners()[0]
     w.env = ScriptedEnv(
         [
             (1.0, False, False, False),
@@ -126,8 +108,8 @@ def _play_game(w: ActorLearner, env: RawRewards) -> None:
             w.reset()
 
 
-def test_truncated_atari_game_is_logged(states):
-    w = _learner(states, env="ALE/Pong-v5", network="atari")
+def test_truncated_atari_game_is_logged(make_learners):
+    w = _learner1(make_learners, env="ALE/Pong-v5", network="atari")
     env = RawRewards(AtariEnv("pong", seed=3, max_episode_frames=400))  # 400 frames
     _play_game(w, env)
     assert env.ends == [(False, True, False)]  # the time limit, not a game over
@@ -136,9 +118,9 @@ def test_truncated_atari_game_is_logged(states):
     assert w.episode_return == 0.0 and w.episode_length == 0  # the next game starts afresh
 
 
-def test_life_loss_as_terminal_logs_the_whole_game(states):
-    w = _learner(
-        states, env="ALE/Breakout-v5", network="atari", terminal_on_life_loss=True, seed=3
+def test_life_loss_as_terminal_logs_the_whole_game(make_learners):
+    w = _learner1(
+        make_learners, env="ALE/Breakout-v5", network="atari", terminal_on_life_loss=True, seed=3
     )  # a seed whose random play scores
     env = RawRewards(w.env)
     _play_game(w, env)
@@ -153,8 +135,8 @@ def test_life_loss_as_terminal_logs_the_whole_game(states):
 
 
 @pytest.mark.parametrize("grad_clip", [0.0, 40.0])
-def test_non_finite_gradient_is_skipped_counted_and_never_applied(states, grad_clip):
-    w = _learner(states, grad_clip=grad_clip)
+def test_non_finite_gradient_is_skipped_counted_and_never_applied(make_learners, grad_clip):
+    w = _learner1(make_learners, grad_clip=grad_clip)
     state = w.state
     obs = w.reset()
     for t in range(2):
@@ -180,8 +162,8 @@ def test_non_finite_gradient_is_skipped_counted_and_never_applied(states, grad_c
     assert state.skipped_updates(0) == (2, 0)  # the run of skips is over; the total stays
 
 
-def test_unclipped_gradient_whose_square_overflows_is_skipped(states):
-    w = _learner(states, grad_clip=0.0)
+def test_unclipped_gradient_whose_square_overflows_is_skipped(make_learners):
+    w = _learner1(make_learners, grad_clip=0.0)
     obs = w.reset()
     w.act_forward(0, obs)
     before = w.state.params.copy()

@@ -4,13 +4,12 @@ Hogwild staleness with interleaved workers, and no effect on the update itself."
 from __future__ import annotations
 
 import math
-import queue
 
 import numpy as np
 import pytest
 
 from nbasync.algos import ALGORITHMS
-from nbasync.algos.base import ActorLearner, build_network
+from nbasync.algos.base import ActorLearner
 from nbasync.algos.telemetry import (
     TELEMETRY_EVENT,
     layer_bounds,
@@ -19,29 +18,11 @@ from nbasync.algos.telemetry import (
     rmsprop_delta_sq_norms,
     rmsprop_delta_sq_norms_reference,
 )
-from nbasync.config import build_config
 from nbasync.runfile import telemetry_dtype
-from nbasync.shared import SharedState
-from nbasync.train import probe_env
 
 
-@pytest.fixture
-def states():
-    held: list[SharedState] = []
-    yield held
-    for s in held:
-        s.close()
-
-
-def _learners(states, n_workers=1, **settings) -> list[ActorLearner]:
-    config = build_config({"algo": "a3c", "workers": n_workers, "seed": 3, **settings})
-    spec = probe_env(config)
-    net = build_network(config, spec, max_batch=config.t_max + 1)
-    state = SharedState.create(net.n_params, n_workers, target=False, optimizer_stats=True)
-    states.append(state)
-    net.bind(state.params, net.grads)
-    net.init_params(0)
-    return [ActorLearner(config, i, state, queue.SimpleQueue(), None) for i in range(n_workers)]
+def _learners(make_learners, n_workers=1, **settings) -> list[ActorLearner]:
+    return make_learners(n_workers, **{"seed": 3, **settings})
 
 
 def _rows(w: ActorLearner) -> np.ndarray:
@@ -80,13 +61,18 @@ def test_kernels_match_plain_numpy():
     np.testing.assert_allclose(out, ref, rtol=1e-6)
 
 
-def test_values_of_one_worker_with_known_gradients_computed_by_hand(states):
+def test_values_of_one_worker_with_known_gradients_computed_by_hand(make_learners):
     """Every gradient element is 2: layer l has norm 2 sqrt(n_l), the whole 2 sqrt(N). With
     grad_clip sqrt(N) the clip fires and halves it to 1 per element; shared g starts at 0, so
     after the step g = (1 - alpha) * 1 and every element moves by lr / sqrt(g + eps)."""
     lr, alpha, eps = 1e-3, 0.99, 0.1
     (w,) = _learners(
-        states, telemetry_every=1, anneal_lr=False, lr=lr, rmsprop_alpha=alpha, rmsprop_eps=eps
+        make_learners,
+        telemetry_every=1,
+        anneal_lr=False,
+        lr=lr,
+        rmsprop_alpha=alpha,
+        rmsprop_eps=eps,
     )
     N = w.net.n_params
     clip = math.sqrt(N)
@@ -121,8 +107,8 @@ def test_values_of_one_worker_with_known_gradients_computed_by_hand(states):
     assert w.state.applied_updates() == 1  # the skipped update wrote nothing
 
 
-def test_every_k_updates_one_row_whose_window_counts_all_of_them(states):
-    (w,) = _learners(states, telemetry_every=3, steps=300, t_max=5)
+def test_every_k_updates_one_row_whose_window_counts_all_of_them(make_learners):
+    (w,) = _learners(make_learners, telemetry_every=3, steps=300, t_max=5)
     ALGORITHMS["a3c"](w)
     rows = _rows(w)
     updates = w.state.applied_updates() + w.state.skipped_updates(0)[0]
@@ -134,9 +120,9 @@ def test_every_k_updates_one_row_whose_window_counts_all_of_them(states):
     assert (np.diff(rows["global_step"]) > 0).all()
 
 
-def test_staleness_counts_the_other_workers_updates_between_sync_and_write(states):
+def test_staleness_counts_the_other_workers_updates_between_sync_and_write(make_learners):
     """Two workers on one shared state, interleaved by hand: exact staleness values."""
-    w0, w1 = _learners(states, n_workers=2, telemetry_every=1)
+    w0, w1 = _learners(make_learners, n_workers=2, telemetry_every=1)
     N = w0.net.n_params
     for w in (w0, w1):
         _set_gradient(w, np.full(N, 0.01, np.float32))
@@ -157,12 +143,12 @@ def test_staleness_counts_the_other_workers_updates_between_sync_and_write(state
     assert w0.state.applied_updates() == 6
 
 
-def test_telemetry_does_not_change_learning(states):
+def test_telemetry_does_not_change_learning(make_learners):
     """The same single-worker run with telemetry off and on gives identical parameters; off,
     the actor-learner uses the plain methods (nothing bound, no telemetry counter moves)."""
     finals = []
     for every in (0, 1):
-        (w,) = _learners(states, telemetry_every=every, steps=400, grad_clip=0.5)
+        (w,) = _learners(make_learners, telemetry_every=every, steps=400, grad_clip=0.5)
         if every == 0:
             assert w.telemetry is None
             assert "sync" not in vars(w) and "apply_gradients" not in vars(w)
@@ -176,11 +162,11 @@ def test_telemetry_does_not_change_learning(states):
 
 
 @pytest.mark.parametrize("optimizer", ["shared_rmsprop", "rmsprop", "momentum"])
-def test_update_ratio_is_the_step_actually_written(states, optimizer):
+def test_update_ratio_is_the_step_actually_written(make_learners, optimizer):
     """One worker: theta before minus theta after is the step; its norm per tensor over
     ||theta'|| must be what the row says, whatever the optimiser (two updates, so that the
     optimiser's state is not at its starting zeros)."""
-    (w,) = _learners(states, telemetry_every=1, optimizer=optimizer, grad_clip=0.0)
+    (w,) = _learners(make_learners, telemetry_every=1, optimizer=optimizer, grad_clip=0.0)
     rng = np.random.default_rng(1)
     N = w.net.n_params
     measured = []
