@@ -220,6 +220,9 @@ class Checkpoint:
     rng_state         named arrays or JSON values (e.g. bit-generator states)
     n_episodes        episodes in the log when the checkpoint was written
     saved_at          Unix time of the write
+    norm_moments      named running moments [count, mean, M2] of the observations
+                      ("obs") and the discounted return ("return") when the run
+                      normalises them (``nbasync.normalise``); empty otherwise
     ================  ==========================================================
     """
 
@@ -231,6 +234,7 @@ class Checkpoint:
     rng_state: dict[str, Any] = field(default_factory=dict)
     n_episodes: int = 0
     saved_at: float = 0.0
+    norm_moments: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -820,6 +824,7 @@ class RunFile:
             rng_state=rng,
             n_episodes=int(g.attrs["n_episodes"]),
             saved_at=float(g.attrs["saved_at"]),
+            norm_moments={k: v[()] for k, v in g["norm"].items()} if "norm" in g else {},
         )
 
     def write_checkpoint(
@@ -830,6 +835,7 @@ class RunFile:
         worker_steps: np.ndarray | None = None,
         elapsed_s: float = 0.0,
         rng_state: dict[str, Any] | None = None,
+        norm_moments: dict[str, np.ndarray] | None = None,
     ) -> Checkpoint:
         """Add a checkpoint at global step ``step`` (replacing one at the same step), drop
         all but the newest ``keep``, and atomically replace run.h5 (buffered episodes are
@@ -867,6 +873,10 @@ class RunFile:
             rng_state=rng,
             n_episodes=n_episodes,
             saved_at=time.time(),
+            norm_moments={
+                str(k): np.array(v, dtype=np.float64, copy=True)
+                for k, v in (norm_moments or {}).items()
+            },
         )
         self._write(new_ckpt=ckpt)
         ckpt.rng_state = {k: (json.loads(v) if isinstance(v, str) else v) for k, v in rng.items()}
@@ -957,6 +967,10 @@ class RunFile:
         stats = g.create_group("opt_stats")
         for k, v in ckpt.opt_stats.items():
             stats.create_dataset(k, data=v)
+        if ckpt.norm_moments:
+            norm = g.create_group("norm")
+            for k, v in ckpt.norm_moments.items():
+                norm.create_dataset(k, data=v)
         rng = g.create_group("rng_state")
         for k, v in ckpt.rng_state.items():
             if isinstance(v, str):
