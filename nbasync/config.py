@@ -108,6 +108,16 @@ class TrainConfig:
         "settings preset: auto (by env id), " + ", ".join(PRESET_NAMES[1:]), default="auto"
     )
     clip_rewards: bool = _help("clip rewards to [-1, 1] for learning (Atari)", default=False)
+    obs_norm: bool = _help(
+        "normalise vector observations by their running mean and standard deviation, kept "
+        "by all workers together (clipped to +-10, saved in checkpoints, used by nbasync-eval)",
+        default=False,
+    )
+    return_norm: bool = _help(
+        "divide rewards (after clipping and --reward-scale) by the running standard deviation "
+        "of the discounted return, kept by all workers together",
+        default=False,
+    )
     terminal_on_life_loss: bool = _help("Atari: treat a lost life as terminal", default=False)
 
     checkpoint_every: int = _help(
