@@ -306,9 +306,8 @@ CONTINUOUS_IDS = (
 )  # fmt: skip
 
 
-def preset_for(env_id: str, name: str = "auto") -> dict[str, Any]:
-    """The named preset; 'auto': atari for ALE ids, labyrinth for nbasync/Labyrinth ids,
-    continuous for known continuous-action ids (Pendulum, MuJoCo, ...), classic otherwise."""
+def preset_name_for(env_id: str, name: str = "auto") -> str:
+    """The preset's name: ``name`` itself, or for 'auto' the one chosen by the env id."""
     if name == "auto":
         if looks_like_atari(env_id):
             name = "atari"
@@ -322,7 +321,13 @@ def preset_for(env_id: str, name: str = "auto") -> dict[str, Any]:
         raise ConfigError(
             f"--preset: unknown preset {name!r} (choose from {', '.join(PRESET_NAMES)})"
         )
-    return PRESETS[name]
+    return name
+
+
+def preset_for(env_id: str, name: str = "auto") -> dict[str, Any]:
+    """The named preset; 'auto': atari for ALE ids, labyrinth for nbasync/Labyrinth ids,
+    continuous for known continuous-action ids (Pendulum, MuJoCo, ...), classic otherwise."""
+    return PRESETS[preset_name_for(env_id, name)]
 
 
 def build_config(explicit: dict[str, Any]) -> TrainConfig:
@@ -332,6 +337,52 @@ def build_config(explicit: dict[str, Any]) -> TrainConfig:
     config = TrainConfig.from_dict(merged)
     validate(config)
     return config
+
+
+def build_config_explained(
+    file_settings: dict[str, Any],
+    cli_settings: dict[str, Any],
+    file_label: str = "config file",
+) -> tuple[TrainConfig, dict[str, str]]:
+    """``build_config`` of the file's settings overridden by the command line's, and where
+    each setting of the result came from: "command line", ``file_label``, "preset NAME" or
+    "default" (the later in that list loses to the earlier)."""
+    explicit = {**file_settings, **cli_settings}
+    config = build_config(explicit)
+    preset = preset_name_for(config.env, config.preset)
+    sources = {}
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in cli_settings:
+            sources[f.name] = "command line"
+        elif f.name in file_settings:
+            sources[f.name] = file_label
+        elif f.name in PRESETS[preset]:
+            sources[f.name] = f"preset {preset}"
+        else:
+            sources[f.name] = "default"
+    return config, sources
+
+
+def explain_settings(config: TrainConfig, sources: dict[str, str], everything: bool = False) -> str:
+    """The settings a run uses, each with its source: every one when ``everything``, else
+    those not at their plain default (one line)."""
+    shown = [
+        (name, value, sources.get(name, "default"))
+        for name, value in config.to_dict().items()
+        if everything or sources.get(name, "default") != "default"
+    ]
+    if everything:
+        width = max(len(n) for n, _, _ in shown)
+        return "\n".join(f"  {n:<{width}}  {_show(v):<24} {src}" for n, v, src in shown)
+    by_source: dict[str, list[str]] = {}
+    for name, value, src in shown:
+        by_source.setdefault(src, []).append(f"{name}={_show(value)}")
+    parts = [f"{src}: {' '.join(items)}" for src, items in by_source.items()]
+    return "settings (" + "; ".join(parts) + "; the rest default)"
+
+
+def _show(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

@@ -158,8 +158,11 @@ def warm_up(config: TrainConfig, spec) -> None:
         learner.env.close()
 
 
-def train(config: TrainConfig) -> TrainSummary:
-    """Run ``config`` from scratch; returns a summary (and writes ``<out>/run.h5``)."""
+def train(config: TrainConfig, announce: str | None = None) -> TrainSummary:
+    """Run ``config`` from scratch; returns a summary (and writes ``<out>/run.h5``).
+
+    ``announce``: a line for stderr once the input is known to be good and the run directory
+    exists (the CLI's list of settings and their sources), unless ``config.quiet``."""
     validate(config)
     spec = probe_env(config)
     net = build_network(config, spec, max_batch=config.t_max + 1)
@@ -173,6 +176,8 @@ def train(config: TrainConfig) -> TrainSummary:
         lock = lock or lock_run_dir(out_dir)
         runfile = RunFile.create(out_dir, config.to_dict(), net.layout)
         write_step_zero_checkpoint(runfile, config, net.params)
+        if announce and not config.quiet:
+            print(announce, file=sys.stderr, flush=True)
         with contextlib.closing(runfile):
             return _run(config, spec, runfile, net.params, None, None, segment=0)
     finally:

@@ -202,3 +202,32 @@ def test_divergence_is_a_run_failure_not_bad_input(capsys):
 
     assert _run("nbasync-train", main, []) == 3
     assert capsys.readouterr().err == "nbasync-train: error: training diverged at step 5: x\n"
+
+
+def test_print_settings_lists_every_setting_with_its_source_and_trains_nothing(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "c.toml"
+    config.write_text("lr = 0.003\nt_max = 20\n")
+    code = train_main(
+        ["--env", "ALE/Pong-v5", "--config", str(config), "--t-max", "10", "--print-settings"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()}
+    assert rows["t_max"] == ["10", "command", "line"]
+    assert rows["lr"] == ["0.003", "config", "file", str(config)]
+    assert rows["steps"] == ["20000000", "preset", "atari"]
+    assert rows["gamma"] == ["0.99", "default"]
+    assert list(tmp_path.iterdir()) == [config]  # no run directory
+
+
+def test_a_run_starts_by_saying_which_settings_are_not_defaults(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = train_main(["--steps", "300", "--seed", "2", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 0
+    first = err.splitlines()[0]
+    assert first.startswith("settings (") and "command line: steps=300 seed=2" in first
+    assert "preset classic: lr=0.001" in first
