@@ -90,6 +90,12 @@ class TrainConfig:
         "probabilities of the final epsilons", default=(0.4, 0.3, 0.3)
     )
 
+    env_kwargs: str = _help(
+        "keyword arguments for the environment, as key=value pairs separated by commas "
+        "(true/false, numbers and words), e.g. continuous=false for CarRacing-v3's five "
+        "discrete actions, or image_size=64,frame_stack=2 for an image environment",
+        default="",
+    )
     network: str = _help("network: auto (atari for ALE ids, else mlp), mlp, atari", default="auto")
     hidden: tuple[int, ...] = _help("hidden layer sizes of the MLP", default=(64, 64))
     recurrent: bool = _help(
@@ -197,6 +203,31 @@ def coerce(f: dataclasses.Field, value: Any) -> Any:
         return str(value)
     except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"--{f.name.replace('_', '-')}: invalid value {value!r}") from None
+
+
+def parse_env_kwargs(text: str) -> dict[str, Any]:
+    """``"continuous=false,lap_complete_percent=0.9"`` -> {"continuous": False, ...}: true and
+    false become bools, whole numbers ints, other numbers floats, the rest stays a string."""
+    kwargs: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, eq, raw = item.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not eq or not key.isidentifier() or not raw:
+            raise ConfigError(f"--env-kwargs: {item!r} is not key=value")
+        if key in kwargs:
+            raise ConfigError(f"--env-kwargs: {key!r} given twice")
+        value: Any = raw
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        else:
+            for kind in (int, float):
+                try:
+                    value = kind(raw)
+                    break
+                except ValueError:
+                    continue
+        kwargs[key] = value
+    return kwargs
 
 
 #: Every integer setting must fit the int64 counters of the shared state and the run file.
@@ -457,6 +488,7 @@ def validate(c: TrainConfig) -> None:
         v = getattr(c, name)
         if not (0.0 <= v <= 1.0):
             raise bad(name, f"must be in [0, 1], got {v}")
+    parse_env_kwargs(c.env_kwargs)
     if not c.hidden or any(h < 1 for h in c.hidden):
         raise bad("hidden", f"layer sizes must be positive, got {c.hidden}")
     if len(c.final_epsilons) != len(c.final_epsilon_probs) or not c.final_epsilons:

@@ -124,3 +124,19 @@ def test_help_shows_the_values_the_preset_will_really_use():
     assert "(default: 20000000, from preset atari)" in pong
     assert "(default: 40.0)" in pong  # grad clip: the field's default, no preset
     assert help_of(["--env", "ALE/Pong-v5", "--preset", "classic"]).count("preset atari") == 0
+
+
+def test_env_kwargs_parse_to_python_values():
+    from nbasync.config import parse_env_kwargs
+
+    assert parse_env_kwargs("") == {}
+    assert parse_env_kwargs("continuous=false, lap_complete_percent=0.9,size=64,mode=hard") == {
+        "continuous": False,
+        "lap_complete_percent": 0.9,
+        "size": 64,
+        "mode": "hard",
+    }
+    assert parse_env_kwargs("flag=True")["flag"] is True
+    for bad in ("x", "=1", "x=", "1x=2", "a=1,a=2"):
+        with pytest.raises(ConfigError, match="--env-kwargs"):
+            parse_env_kwargs(bad)

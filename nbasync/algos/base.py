@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..config import ConfigError, TrainConfig
+from ..config import ConfigError, TrainConfig, parse_env_kwargs
 from ..envs import EnvInfo, describe, is_atari_id, make_env, require_discrete
 from ..nn import NetworkPair, atari_network, mlp_network
 from ..optim import clip_grad_norm, global_norm, linear_lr, make_optimizer
@@ -43,9 +43,11 @@ class EpisodeEvent(NamedTuple):
 
 
 def env_options(config: TrainConfig) -> dict[str, Any]:
+    """make_env's keyword arguments: --env-kwargs, and Atari's life-loss setting."""
+    options = parse_env_kwargs(config.env_kwargs)
     if is_atari_id(config.env):
-        return {"terminal_on_life_loss": config.terminal_on_life_loss}
-    return {}
+        options.setdefault("terminal_on_life_loss", config.terminal_on_life_loss)
+    return options
 
 
 def n_outputs(config: TrainConfig, spec: EnvInfo) -> int:
