@@ -16,7 +16,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from .config import ALGOS, TrainConfig, build_config, load_toml
+from .algos import algorithm_names
+from .config import TrainConfig, build_config, load_toml
 from .errors import EXIT_USAGE, RunFailedError, UserInputError
 
 
@@ -69,7 +70,8 @@ def train_parser() -> argparse.ArgumentParser:
         if isinstance(f.default, bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=helptext)
         elif f.name == "algo":
-            p.add_argument(flag, default=None, metavar="{" + ",".join(ALGOS) + "}", help=helptext)
+            names = ",".join(algorithm_names())
+            p.add_argument(flag, default=None, metavar="{" + names + "}", help=helptext)
         else:
             p.add_argument(flag, default=None, help=f"{helptext} (default: {_show(f.default)})")
     p.add_argument("--config", default=None, metavar="FILE.toml", help="settings from a TOML file")
@@ -116,7 +118,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 def _eval(argv: Sequence[str] | None) -> int:
     from gymnasium.error import DependencyNotInstalled
 
-    from .train import evaluate_run
+    from .evaluate import evaluate_run
 
     p = _Parser(prog="nbasync-eval", description="Play episodes with a trained agent.")
     p.add_argument("run", help="run directory (or its run.h5)")

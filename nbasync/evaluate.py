@@ -1,19 +1,23 @@
 """Play episodes with fixed parameters: greedy (or sampled) actions, no learning.
 
-Used at the end of training, by ``nbasync-eval`` and by the learning tests. Returns are the
-raw game scores (no reward clipping; with loss-of-life-as-terminal off).
+Owns evaluation: at the end of training, ``nbasync-eval`` (a run file's latest checkpoint)
+and the learning tests. Returns are the raw game scores (no reward clipping; with
+loss-of-life-as-terminal off). How an agent acts is its algorithm's (``AlgorithmSpec.acting``,
+written once per head in ``algos.acting``); the environment and the network come from
+``nbasync.build``, as in training.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from ..config import TrainConfig
-from ..envs import make_env
-from ..nn import gaussian_mean, gaussian_sample, sample_from_logits
-from .base import action_dim, build_network, env_spec, obs_scale
+from .algos import get_algorithm
+from .build import build_network, make_environment, obs_scale, probe_env
+from .config import TrainConfig
+from .runfile import RunFile, RunFileError
 
 
 @dataclass
@@ -46,23 +50,21 @@ def evaluate(
 ) -> EvalResult:
     """Mean/std/min/max return of ``episodes`` episodes played with ``params``.
 
-    A3C acts with argmax pi (``greedy``) or samples pi; the Q methods act epsilon-greedily
-    on Q with ``epsilon`` (0 = greedy). Continuous actions: the mean (``greedy``) or a
-    Gaussian sample, clipped to the bounds. A recurrent net carries its state from step to
-    step (row 0, then ``carry_state(1)``) and starts each episode from zeros.
-    ``gif_path`` records the first episode.
+    The policy head acts with argmax pi (``greedy``) or samples pi (continuous actions: the
+    mean, or a Gaussian sample, clipped to the bounds); a Q head acts epsilon-greedily on Q
+    with ``epsilon`` (0 = greedy). A recurrent net carries its state from step to step (row
+    0, then ``carry_state(1)``) and starts each episode from zeros. Episode k starts from
+    ``env.reset(seed=seed + k)``. ``gif_path`` records the first episode.
     """
-    env = make_env(config.env, seed=seed, render_mode="rgb_array" if gif_path else None)
-    spec = env_spec(env, config.env, continuous_ok=config.algo == "a3c")
-    net = build_network(config, spec, max_batch=1)
-    D = action_dim(spec)
-    noise = np.zeros(D)
-    sample = np.zeros(D, dtype=np.float32)
-    clipped = np.zeros(D, dtype=np.float32)
+    algo = get_algorithm(config.algo)
+    env, info = make_environment(
+        config, seed, algo.continuous, {"render_mode": "rgb_array" if gif_path else None}
+    )
+    net = build_network(config, info, algo.head, max_batch=1)
     net.params[:] = params
-    rng = np.random.default_rng(seed)
-    scale = obs_scale(spec)
-    x = np.zeros((1, *spec.obs_shape), dtype=np.float32)
+    act = algo.acting(info, np.random.default_rng(seed), greedy=greedy, epsilon=epsilon)
+    scale = obs_scale(info)
+    x = np.zeros((1, *info.obs_shape), dtype=np.float32)
     returns = np.zeros(episodes)
     lengths = np.zeros(episodes, dtype=np.int64)
     frames: list[np.ndarray] = []
@@ -74,23 +76,7 @@ def evaluate(
             np.multiply(obs, scale, out=x[0], casting="unsafe")
             out = net.forward(x, row=0)[0]
             net.carry_state(1)  # the next step goes on from this one (no-op if FF)
-            if not spec.discrete:
-                if greedy:
-                    gaussian_mean(out, spec.action_low, spec.action_high, clipped)
-                else:
-                    rng.standard_normal(out=noise)
-                    gaussian_sample(out, noise, spec.action_low, spec.action_high, sample, clipped)
-                action = clipped
-            elif config.algo == "a3c":
-                logits = out[: spec.n_actions]
-                action = (
-                    int(np.argmax(logits)) if greedy else sample_from_logits(logits, rng.random())
-                )
-            elif epsilon > 0 and rng.random() < epsilon:
-                action = int(rng.integers(spec.n_actions))
-            else:
-                action = int(np.argmax(out))
-            obs, reward, terminated, truncated, _ = env.step(action)
+            obs, reward, terminated, truncated, _ = env.step(act(out))
             returns[episode] += reward
             lengths[episode] += 1
             done = terminated or truncated
@@ -99,20 +85,33 @@ def evaluate(
     env.close()
     if gif_path:
         write_gif(frames, gif_path)
-    return EvalResult(returns, lengths, _protocol(config, spec, env, greedy, epsilon))
-
-
-def _protocol(config: TrainConfig, spec, env, greedy: bool, epsilon: float) -> str:
-    """One phrase for reports: which policy played, and how Atari games started."""
-    if not spec.discrete:
-        policy = "mean action" if greedy else "sampled actions"
-    elif config.algo == "a3c":
-        policy = "greedy policy (argmax pi)" if greedy else "sampled policy"
-    else:
-        policy = f"epsilon-greedy on Q, epsilon {epsilon:g}" if epsilon > 0 else "greedy on Q"
-    noop_max = getattr(env.unwrapped, "noop_max", 0) if spec.is_atari else 0
+    noop_max = getattr(env.unwrapped, "noop_max", 0) if info.is_atari else 0
     starts = f"; each game starts with 1-{noop_max} random no-op frames" if noop_max else ""
-    return policy + starts
+    return EvalResult(returns, lengths, act.description + starts)
+
+
+def evaluate_run(
+    run: str | Path,
+    episodes: int = 10,
+    seed: int = 12345,
+    greedy: bool = True,
+    epsilon: float = 0.0,
+    gif_path: str | None = None,
+) -> EvalResult:
+    """Play ``episodes`` with the latest checkpoint of a run file (``nbasync-eval``)."""
+    runfile = RunFile.open(run)
+    config = TrainConfig.from_dict(runfile.config())
+    ckpt = runfile.latest_checkpoint()
+    if ckpt is None:
+        raise RunFileError(f"{runfile.path} has no checkpoint")
+    algo = get_algorithm(config.algo)
+    net = build_network(config, probe_env(config, algo.continuous), algo.head, max_batch=1)
+    # The config is the run's own: only the network must match the stored parameters.
+    stored = runfile.config()
+    runfile.check_compatible(stored, net.layout, may_differ=frozenset(stored))
+    return evaluate(
+        config, ckpt.params, episodes, seed=seed, greedy=greedy, epsilon=epsilon, gif_path=gif_path
+    )
 
 
 def write_gif(frames: list[np.ndarray], path: str) -> None:

@@ -81,14 +81,13 @@ MAINS = {"train": train_main, "eval": eval_main, "plot": plot_main}
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """A CartPole run directory with one checkpoint at its full budget (no training)."""
-    from nbasync.algos.base import build_network
+    from nbasync.build import POLICY_VALUE, build_network, probe_env
     from nbasync.config import build_config
     from nbasync.runfile import RunFile
-    from nbasync.train import probe_env
 
     out = tmp_path_factory.mktemp("finished") / "run"
     config = build_config({"algo": "a3c", "steps": 100, "out": str(out)})
-    net = build_network(config, probe_env(config), max_batch=config.t_max + 1)
+    net = build_network(config, probe_env(config, True), POLICY_VALUE, max_batch=1)
     net.init_params(0)
     rf = RunFile.create(out, config.to_dict(), net.layout)
     rf.write_checkpoint(100, net.params, worker_steps=[50, 50])

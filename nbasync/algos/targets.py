@@ -28,6 +28,31 @@ def discounted_returns(rewards, bootstrap, gamma, out):
 
 
 @jit
+def lambda_returns(rewards, values, bootstrap, gamma, lam, out):
+    """lambda-returns of one rollout: the value targets of generalised advantage estimation
+    (Schulman et al. 2016), walked backwards like :func:`discounted_returns`.
+
+    ``values[i]`` = V(s_i) for i < n; ``bootstrap`` stands for V(s_n) and is 0 when the
+    rollout ended in a terminal state (a rollout cut by t_max or a time limit bootstraps,
+    exactly as the n-step returns). With G_n = bootstrap, for i = n-1 .. 0::
+
+        G_i = r_i + gamma ((1 - lam) V(s_{i+1}) + lam G_{i+1})       out[i] = G_i
+
+    and G_i - V(s_i) = sum_l (gamma lam)^l delta_{i+l}, delta_j = r_j + gamma V(s_{j+1}) -
+    V(s_j): the GAE advantage. lam = 1 gives the n-step returns bit for bit ((1 - 1) V = 0
+    and 1 G = G exactly), so A3C's advantage R_i - V(s_i); lam = 0 gives the one-step TD
+    target r_i + gamma V(s_{i+1}), so the advantage delta_i.
+    """
+    running = bootstrap
+    next_value = bootstrap
+    for i in range(rewards.shape[0] - 1, -1, -1):
+        running = rewards[i] + gamma * ((1.0 - lam) * next_value + lam * running)
+        out[i] = running
+        next_value = values[i]
+    return out
+
+
+@jit
 def onestep_q_targets(rewards, terminated, next_q, gamma, out):
     """Algorithm 1: ``y = r`` at a terminal s', else ``r + gamma * max_a' Q(s', a'; theta-)``."""
     for i in range(rewards.shape[0]):
