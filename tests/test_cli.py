@@ -48,6 +48,12 @@ BAD_INPUTS = [
     ("train", ["--network", "resnet"], "unknown network 'resnet'"),
     ("train", ["--telemetry-every", "-1"], "--telemetry-every: must be >= 0, got -1"),
     ("train", ["--telemetry-every", "2.5"], "--telemetry-every: invalid value '2.5'"),
+    ("train", ["--algo", "a3c_gae", "--gae-lambda", "1.5"], "--gae-lambda: must be in [0, 1]"),
+    ("train", ["--algo", "a3c_gae", "--gae-lambda", "nan"], "--gae-lambda: must be in [0, 1]"),
+    ("train", ["--gae-lambda", "0.9"], "--gae-lambda: a3c does not use it (only a3c_gae"),
+    ("train", ["--dueling"], "--dueling: a3c does not use it (only onestep_q,"),
+    ("train", ["--algo", "a3c_gae", "--dueling"], "--dueling: a3c_gae does not use it"),
+    ("train", ["--algo", "nstep_q", "--recurrent"], "--recurrent: only a3c, a3c_gae have"),
     # nbasync-train: config files
     ("train", ["--config", "/nonexistent/x.toml"], "config file not found"),
     ("train", ["--config", "{toml:workers = true}"], "--workers: invalid value True"),
@@ -58,6 +64,8 @@ BAD_INPUTS = [
     ("train", ["--resume", "/nonexistent/run"], "no run file"),
     ("train", ["--out", "{run}", "--steps", "100"], "a run file already exists"),
     ("train", ["--resume", "{run}", "--lr", "0.5"], "cannot change lr"),
+    ("train", ["--resume", "{run}", "--algo", "a3c_gae"], "cannot change algo"),
+    ("train", ["--resume", "{run}", "--gae-lambda", "0.5"], "cannot change gae_lambda"),
     ("train", ["--resume", "{run}"], "already at step"),
     ("train", ["--out", "{tmp}/blocker/run", "--steps", "10"], "cannot create run directory"),
     # nbasync-eval

@@ -1,6 +1,6 @@
 """Returns, TD targets and exploration schedules: the small pieces of the paper's pseudocode.
 
-Pure functions over arrays, shared by the four algorithms and tested exactly on hand-made
+Pure functions over arrays, shared by the algorithms and tested exactly on hand-made
 rollouts. Nothing here knows of processes or environments.
 """
 
