@@ -46,5 +46,4 @@ SPEC = AlgorithmSpec(
     head=Q_VALUES,
     run=run,
     target_network=True,
-    settings=("dueling",),
 )

@@ -48,5 +48,4 @@ SPEC = AlgorithmSpec(
     head=Q_VALUES,
     run=run,
     target_network=True,
-    settings=("dueling",),
 )

@@ -59,5 +59,4 @@ SPEC = AlgorithmSpec(
     head=Q_VALUES,
     run=run,
     target_network=True,
-    settings=("dueling",),
 )

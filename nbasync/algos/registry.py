@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..build import HEADS
+from ..build import HEADS, Q_VALUES
 from ..envs import EnvInfo
 from ..errors import ConfigError
 from .acting import acting_for
@@ -49,8 +49,9 @@ class AlgorithmSpec:
     target_network  keeps theta-, copied from theta every ``--target-interval`` steps
     continuous      takes continuous (1-D Box) actions (a Gaussian policy)
     recurrent       has an LSTM variant (``--recurrent``)
-    settings        settings only this algorithm reads (e.g. ``gae_lambda``, ``dueling``):
-                    any other algorithm refuses them when they differ from the default
+    settings        settings only this algorithm reads (e.g. ``gae_lambda``): any other
+                    algorithm refuses them when they differ from the default. (``dueling``
+                    belongs to the Q head: every algorithm with that head takes it.)
     """
 
     name: str
@@ -107,7 +108,8 @@ def get_algorithm(name: str) -> AlgorithmSpec:
 
 def check_config(config: TrainConfig) -> AlgorithmSpec:
     """What ``config`` asks of its algorithm, against what the algorithm declares: an
-    LSTM, settings only other algorithms read. Returns the spec; ConfigError otherwise.
+    LSTM, a dueling head, settings only other algorithms read. Returns the spec;
+    ConfigError otherwise.
     (Continuous actions are checked against the environment, in ``build.env_info``.)"""
     algo = get_algorithm(config.algo)
     if config.recurrent and not algo.recurrent:
@@ -116,15 +118,20 @@ def check_config(config: TrainConfig) -> AlgorithmSpec:
             f"--recurrent: only {_listing(able)} {'has' if len(able) == 1 else 'have'} a "
             f"recurrent variant (A3C LSTM), not {algo.name}"
         )
+    if config.dueling and algo.head != Q_VALUES:
+        _refuse("dueling", algo, [s.name for s in ALGORITHMS.values() if s.head == Q_VALUES])
     defaults = _defaults(config)
     for name in sorted({s for spec in ALGORITHMS.values() for s in spec.settings}):
         if name not in algo.settings and getattr(config, name) != defaults[name]:
-            users = [s.name for s in ALGORITHMS.values() if name in s.settings]
-            raise ConfigError(
-                f"--{name.replace('_', '-')}: {algo.name} does not use it (only "
-                f"{_listing(users)} {'does' if len(users) == 1 else 'do'})"
-            )
+            _refuse(name, algo, [s.name for s in ALGORITHMS.values() if name in s.settings])
     return algo
+
+
+def _refuse(setting: str, algo: AlgorithmSpec, users: list[str]) -> None:
+    raise ConfigError(
+        f"--{setting.replace('_', '-')}: {algo.name} does not use it (only "
+        f"{_listing(users)} {'does' if len(users) == 1 else 'do'})"
+    )
 
 
 def _defaults(config: Any) -> dict[str, Any]:

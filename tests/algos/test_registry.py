@@ -25,7 +25,7 @@ def test_the_registered_algorithms_and_what_they_declare():
         name: (s.head, s.target_network, s.continuous, s.recurrent, s.settings)
         for name, s in ALGORITHMS.items()
     }
-    q = (Q_VALUES, True, False, False, ("dueling",))
+    q = (Q_VALUES, True, False, False, ())
     assert declared == {
         "onestep_q": q,
         "onestep_sarsa": q,
