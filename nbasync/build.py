@@ -28,8 +28,8 @@ import numpy as np
 
 from .envs import EnvInfo, describe, is_atari_id, make_env, require_discrete
 from .errors import ConfigError
-from .nn import NetworkPair, atari_network, mlp_network
-from .optim import make_optimizer
+from .nn import Network, NetworkPair, atari_network, mlp_network
+from .optim import MomentumSGD, RMSProp, make_optimizer
 
 if TYPE_CHECKING:  # read by attribute only: config sits above this module
     from .config import TrainConfig
@@ -118,7 +118,9 @@ def n_outputs(head: str, info: EnvInfo) -> int:
     return info.n_actions + 1 if head == POLICY_VALUE else info.n_actions
 
 
-def build_network(config: TrainConfig, info: EnvInfo, head: str, max_batch: int, dtype=np.float32):
+def build_network(
+    config: TrainConfig, info: EnvInfo, head: str, max_batch: int, dtype=np.float32
+) -> Network | NetworkPair:
     """The paper's conv net for image observations, an MLP for vectors (``config.network``);
     with ``config.recurrent`` an LSTM of ``config.lstm_size`` cells before the head (A3C
     LSTM); with ``config.dueling`` (Q heads) the dueling aggregation after the head.
@@ -137,7 +139,9 @@ def build_network(config: TrainConfig, info: EnvInfo, head: str, max_batch: int,
     return _network(config, info, n_out, max_batch, dtype, dueling)
 
 
-def _network(config: TrainConfig, info: EnvInfo, n_out: int, max_batch: int, dtype, dueling: bool):
+def _network(
+    config: TrainConfig, info: EnvInfo, n_out: int, max_batch: int, dtype, dueling: bool
+) -> Network:
     kind = config.network
     if kind == "auto":
         kind = "atari" if len(info.obs_shape) == 3 else "mlp"
@@ -182,7 +186,9 @@ def _check_network_fits(kind: str, info: EnvInfo) -> None:
 # -- the optimiser --------------------------------------------------------------------------
 
 
-def build_optimizer(config: TrainConfig, n_params: int, shared_stats: np.ndarray | None):
+def build_optimizer(
+    config: TrainConfig, n_params: int, shared_stats: np.ndarray | None
+) -> RMSProp | MomentumSGD:
     """``config.optimizer`` over ``n_params``; ``shared_stats`` is the shared RMSProp g
     (``SharedState.opt_stats``), used only by "shared_rmsprop" (the others keep their own)."""
     return make_optimizer(

@@ -37,7 +37,7 @@ class PolicyActing:
             self.sample = np.zeros(D, dtype=np.float32)
             self.clipped = np.zeros(D, dtype=np.float32)
 
-    def __call__(self, out: np.ndarray):
+    def __call__(self, out: np.ndarray) -> int | np.ndarray:
         info = self.info
         if info.discrete:
             logits = out[: info.n_actions]
