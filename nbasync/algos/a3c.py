@@ -69,9 +69,9 @@ def actor_critic(w: ActorLearner, returns: Returns) -> None:
     while not w.finished():
         w.sync()
         r = w.rollout(obs, choose)  # a_t ~ pi(.|s_t; theta') for up to t_max steps
-        bootstrap = 0.0 if r.terminated else float(w.act_forward(r.n, r.obs)[value])
-        R = returns(w, r.n, bootstrap)
         n = r.n
+        bootstrap = 0.0 if r.terminated else float(w.act_forward(n, r.obs)[value])
+        R = returns(w, n, bootstrap)
         loss(w.outputs[:n], w.actions[:n], R, cfg.entropy_beta, cfg.value_weight, w.dout[:n])
         w.apply_gradients(n)
         obs = w.next_start(r)  # a new episode, or the LSTM state carried on

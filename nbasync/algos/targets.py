@@ -1,7 +1,8 @@
 """Returns, TD targets and exploration schedules: the small pieces of the paper's pseudocode.
 
 Pure functions over arrays, shared by the algorithms and tested exactly on hand-made
-rollouts. Nothing here knows of processes or environments.
+rollouts (:func:`gae_reference` is the plain NumPy definition the lambda-returns kernel is
+tested against). Nothing here knows of processes or environments.
 """
 
 from __future__ import annotations
@@ -50,6 +51,18 @@ def lambda_returns(rewards, values, bootstrap, gamma, lam, out):
         out[i] = running
         next_value = values[i]
     return out
+
+
+def gae_reference(rewards, values, bootstrap, gamma, lam):
+    """Generalised advantage estimation as defined (Schulman et al. 2016), plain NumPy in
+    float64: delta_j = r_j + gamma V(s_{j+1}) - V(s_j) with V(s_n) = ``bootstrap``, and
+    A_i = sum_{k < n-i} (gamma lam)^k delta_{i+k}. Returns (A, A + V): the advantages and
+    the value targets :func:`lambda_returns` computes."""
+    n = len(rewards)
+    v = np.append(np.asarray(values, np.float64), bootstrap)
+    delta = np.asarray(rewards, np.float64) + gamma * v[1:] - v[:-1]
+    adv = np.array([sum((gamma * lam) ** k * delta[i + k] for k in range(n - i)) for i in range(n)])
+    return adv, adv + v[:-1]
 
 
 @jit

@@ -7,6 +7,7 @@ from nbasync.algos.targets import (
     discounted_returns,
     draw_final_epsilon,
     epsilon_at,
+    gae_reference,
     lambda_returns,
     onestep_q_targets,
     sarsa_targets,
@@ -28,17 +29,6 @@ def test_discounted_returns_terminal_bootstraps_zero():
     out = np.zeros(2, dtype=F32)
     discounted_returns(rewards, 0.0, 0.9, out)
     np.testing.assert_allclose(out, [1.9, 1.0], rtol=1e-6)
-
-
-def gae_reference(rewards, values, bootstrap, gamma, lam):
-    """Generalised advantage estimation as defined (Schulman et al. 2016), in float64:
-    delta_j = r_j + gamma V(s_{j+1}) - V(s_j) with V(s_n) = bootstrap, A_i = sum_l
-    (gamma lam)^l delta_{i+l} over the rollout; returns (A, A + V)."""
-    n = len(rewards)
-    v = np.append(np.asarray(values, np.float64), bootstrap)
-    delta = np.asarray(rewards, np.float64) + gamma * v[1:] - v[:-1]
-    adv = np.array([sum((gamma * lam) ** k * delta[i + k] for k in range(n - i)) for i in range(n)])
-    return adv, adv + v[:-1]
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.3, 0.95, 1.0])
