@@ -16,8 +16,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from .algos import algorithm_names
 from .config import (
-    ALGOS,
     TrainConfig,
     build_config_explained,
     explain_settings,
@@ -96,7 +96,8 @@ def train_parser(shown: Explained | None = None) -> argparse.ArgumentParser:
                 help=f"{helptext} (default: {'on' if value else 'off'}{where})",
             )
         elif f.name == "algo":
-            p.add_argument(flag, default=None, metavar="{" + ",".join(ALGOS) + "}", help=helptext)
+            names = ",".join(algorithm_names())
+            p.add_argument(flag, default=None, metavar="{" + names + "}", help=helptext)
         else:
             p.add_argument(flag, default=None, help=f"{helptext} (default: {_show(value)}{where})")
     p.add_argument("--config", default=None, metavar="FILE.toml", help="settings from a TOML file")
@@ -172,7 +173,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 def _eval(argv: Sequence[str] | None) -> int:
     from gymnasium.error import DependencyNotInstalled
 
-    from .train import evaluate_run
+    from .evaluate import evaluate_run
 
     p = _Parser(prog="nbasync-eval", description="Play episodes with a trained agent.")
     p.add_argument("run", help="run directory (or its run.h5)")

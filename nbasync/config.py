@@ -1,8 +1,12 @@
 """Settings of a training run: one dataclass, the paper's presets, and validation.
 
-This module owns what a run is configured with and how bad values are reported. It is a
-leaf: it imports nothing else of nbasync. The CLI builds its options from ``TrainConfig``'s
-fields (each field's ``help`` is its docstring), so a new setting is added here only.
+This module owns what a run is configured with, how bad values are reported, and which
+settings a resumed run may change (:data:`RESUMABLE`). It imports the algorithm registry
+(``nbasync.algos``) to check what a configuration asks of its algorithm (the algorithm
+exists, has an LSTM variant, reads ``--gae-lambda`` ...); the modules below it read a
+``TrainConfig``'s attributes without importing it. The CLI builds its options from
+``TrainConfig``'s fields (each field's ``help`` is its docstring), so a new setting is added
+here only.
 
 Counting convention (everywhere in nbasync): a **step** is one agent step (one action
 chosen); a **frame** is one emulator frame. On Atari one step is 4 frames (action repeat).
@@ -17,17 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UserInputError
+from .algos import ALGORITHMS, check_config, get_algorithm
+from .build import parse_env_kwargs
+from .errors import ConfigError
 
-ALGOS = ("onestep_q", "onestep_sarsa", "nstep_q", "a3c")
-VALUE_ALGOS = ("onestep_q", "onestep_sarsa", "nstep_q")
 OPTIMIZERS = ("shared_rmsprop", "rmsprop", "momentum")
 NETWORKS = ("auto", "mlp", "atari")
 PRESET_NAMES = ("auto", "atari", "classic", "continuous", "labyrinth")
-
-
-class ConfigError(UserInputError):
-    """A bad setting; its message is one line that names the setting."""
 
 
 def _help(text: str, **kw: Any) -> Any:
@@ -39,13 +39,21 @@ class TrainConfig:
     """Everything a training run needs. Defaults follow the paper where it states a value
     (see each field's help for where nbasync chose instead); presets fill in per domain."""
 
-    algo: str = _help("algorithm: " + ", ".join(ALGOS), default="a3c")
+    algo: str = _help(
+        "algorithm: " + "; ".join(f"{spec.name}: {spec.summary}" for spec in ALGORITHMS.values()),
+        default="a3c",
+    )
     env: str = _help(
         "environment id (gymnasium id; ALE/<Game>-v5 for Atari)", default="CartPole-v1"
     )
     workers: int = _help("number of actor-learner processes", default=2)
     steps: int = _help("total agent steps over all workers (T_max)", default=200_000)
-    seed: int = _help("base seed; worker i uses seed + i", default=0)
+    seed: int = _help(
+        "base seed: the network's initial parameters use it; worker i's random streams "
+        "(actions, environment) derive from (seed, i, run segment) and its final epsilon "
+        "from (seed, i); the final evaluation's episode k resets with seed + 10000 + k",
+        default=0,
+    )
     out: str = _help("output directory of the run (run.h5 lives there)", default="")
 
     lr: float = _help(
@@ -63,6 +71,12 @@ class TrainConfig:
         default=0.01,
     )
     value_weight: float = _help("A3C value-loss weight (applied once)", default=0.5)
+    gae_lambda: float = _help(
+        "a3c_gae: lambda of generalised advantage estimation, in [0, 1]; the advantage is "
+        "sum_l (gamma lambda)^l delta_(t+l) over the rollout (1 = A3C's n-step advantage "
+        "exactly, 0 = the one-step TD error)",
+        default=1.0,
+    )
     target_interval: int = _help(
         "I_target in AGENT STEPS (global T) between copies of theta to the target network. "
         "The paper's 40,000 frames are 10,000 agent steps at Atari's action repeat 4",
@@ -105,6 +119,11 @@ class TrainConfig:
     )
     lstm_size: int = _help(
         "LSTM cells of the recurrent net (paper: 256 Atari, 128 MuJoCo)", default=256
+    )
+    dueling: bool = _help(
+        "Q methods: a dueling head, Q(s, a) = V(s) + A(s, a) - mean_a' A(s, a') (Wang et "
+        "al. 2016); the value and advantage streams are linear maps of the same trunk",
+        default=False,
     )
     reward_scale: float = _help(
         "multiply rewards by this for learning (after clipping; logged returns stay raw)",
@@ -171,10 +190,6 @@ class TrainConfig:
         coerced = {k: coerce(names[k], v) for k, v in values.items()}
         return cls(**coerced)
 
-    @property
-    def is_value_method(self) -> bool:
-        return self.algo in VALUE_ALGOS
-
 
 def _jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
@@ -203,31 +218,6 @@ def coerce(f: dataclasses.Field, value: Any) -> Any:
         return str(value)
     except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"--{f.name.replace('_', '-')}: invalid value {value!r}") from None
-
-
-def parse_env_kwargs(text: str) -> dict[str, Any]:
-    """``"continuous=false,lap_complete_percent=0.9"`` -> {"continuous": False, ...}: true and
-    false become bools, whole numbers ints, other numbers floats, the rest stays a string."""
-    kwargs: dict[str, Any] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, eq, raw = item.partition("=")
-        key, raw = key.strip(), raw.strip()
-        if not eq or not key.isidentifier() or not raw:
-            raise ConfigError(f"--env-kwargs: {item!r} is not key=value")
-        if key in kwargs:
-            raise ConfigError(f"--env-kwargs: {key!r} given twice")
-        value: Any = raw
-        if raw.lower() in ("true", "false"):
-            value = raw.lower() == "true"
-        else:
-            for kind in (int, float):
-                try:
-                    value = kind(raw)
-                    break
-                except ValueError:
-                    continue
-        kwargs[key] = value
-    return kwargs
 
 
 #: Every integer setting must fit the int64 counters of the shared state and the run file.
@@ -440,7 +430,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 
 #: Step counters are int64 and a run may overshoot ``steps`` by a rollout per worker.
 MAX_STEPS = 2**62
-#: Seeds feed numpy's SeedSequence (non-negative); evaluation adds 10_000 and worker i adds i.
+#: Seeds feed numpy's SeedSequence (non-negative); the final evaluation adds 10_000 + episode.
 MAX_SEED = 2**62
 
 
@@ -450,8 +440,7 @@ def validate(c: TrainConfig) -> None:
     def bad(name: str, why: str) -> ConfigError:
         return ConfigError(f"--{name.replace('_', '-')}: {why}")
 
-    if c.algo not in ALGOS:
-        raise bad("algo", f"unknown algorithm {c.algo!r} (choose from {', '.join(ALGOS)})")
+    get_algorithm(c.algo)  # an unknown name first: every other message may depend on it
     if c.optimizer not in OPTIMIZERS:
         raise bad(
             "optimizer", f"unknown optimizer {c.optimizer!r} (choose from {', '.join(OPTIMIZERS)})"
@@ -460,8 +449,6 @@ def validate(c: TrainConfig) -> None:
         raise bad("network", f"unknown network {c.network!r} (choose from {', '.join(NETWORKS)})")
     if c.preset not in PRESET_NAMES:
         raise bad("preset", f"unknown preset {c.preset!r} (choose from {', '.join(PRESET_NAMES)})")
-    if c.recurrent and c.algo != "a3c":
-        raise bad("recurrent", f"only a3c has a recurrent variant (A3C LSTM), not {c.algo}")
     if not (math.isfinite(c.reward_scale) and c.reward_scale > 0):
         raise bad("reward_scale", f"must be a positive number, got {c.reward_scale}")
     for name in ("workers", "steps", "t_max", "target_interval", "lstm_size", "skip_limit"):
@@ -484,7 +471,7 @@ def validate(c: TrainConfig) -> None:
         v = getattr(c, name)
         if not (math.isfinite(v) and v >= 0):
             raise bad(name, f"must be >= 0, got {v}")
-    for name in ("gamma", "rmsprop_alpha", "momentum"):
+    for name in ("gamma", "rmsprop_alpha", "momentum", "gae_lambda"):
         v = getattr(c, name)
         if not (0.0 <= v <= 1.0):
             raise bad(name, f"must be in [0, 1], got {v}")
@@ -497,3 +484,40 @@ def validate(c: TrainConfig) -> None:
         raise bad("final_epsilons", f"must lie in [0, 1], got {c.final_epsilons}")
     if any(p < 0 for p in c.final_epsilon_probs) or abs(sum(c.final_epsilon_probs) - 1) > 1e-6:
         raise bad("final_epsilon_probs", f"must be >= 0 and sum to 1, got {c.final_epsilon_probs}")
+    check_config(c)  # what the configuration asks of its algorithm: an LSTM, --gae-lambda ...
+
+
+# -- resuming -------------------------------------------------------------------------------
+
+RESUMABLE = frozenset(
+    {
+        "steps", "workers", "quiet", "checkpoint_every", "eval_episodes", "out", "time_limit",
+        "skip_limit", "stall_timeout", "telemetry_every",
+    }
+)  # fmt: skip
+"""The settings a resumed run may change (``--resume``): how long and how wide it runs and
+what it records, never what it learns. Every other setting must equal the run file's."""
+
+
+def resumed_settings(stored: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a resumed run: the run file's ``stored`` ones with the RESUMABLE
+    ``overrides``. An override of any other setting that differs from the stored value is a
+    ConfigError (one line); one equal to it is accepted and changes nothing."""
+    for key, value in overrides.items():
+        if key not in RESUMABLE:
+            old = TrainConfig.from_dict({key: stored[key]}) if key in stored else TrainConfig()
+            old = old.to_dict()[key]
+            new = TrainConfig.from_dict({key: value}).to_dict()[key]
+            if old != new:
+                raise ConfigError(
+                    f"--{key.replace('_', '-')}: cannot change {key} when resuming "
+                    f"(run file has {old!r})"
+                )
+    return {**stored, **{k: v for k, v in overrides.items() if k in RESUMABLE}}
+
+
+def may_differ_on_resume(stored: dict[str, Any]) -> frozenset[str]:
+    """Keys the run file's check may skip: the RESUMABLE settings, and the settings a newer
+    nbasync has that ``stored`` lacks (they take their defaults, which must leave the run
+    as it was: e.g. ``gae_lambda`` 1.0, ``dueling`` off)."""
+    return RESUMABLE | frozenset(set(TrainConfig().to_dict()) - set(stored))

@@ -50,7 +50,6 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "DEFAULT_KEEP",
-    "MAY_DIFFER_ON_RESUME",
     "EPISODE_DTYPE",
     "Checkpoint",
     "RunFile",
@@ -75,25 +74,6 @@ FORMAT_VERSION = 2
 #: every write); the first write of a version-1 run moves it to episodes.bin.
 READABLE_VERSIONS = (1, 2)
 DEFAULT_KEEP = 5
-
-#: Config keys that may change between a run and its resumption; every other key must be
-#: equal (``check_compatible``). Names absent from a config are simply not compared.
-MAY_DIFFER_ON_RESUME = frozenset(
-    {
-        "steps",
-        "total_steps",
-        "out_dir",
-        "resume",
-        "checkpoint_every",
-        "checkpoint_interval",
-        "keep_checkpoints",
-        "log_every",
-        "log_interval",
-        "progress",
-        "verbose",
-        "quiet",
-    }
-)
 
 #: One row of the episode log. ``wall_time`` is seconds since the run started (continuing
 #: across resumes), not a Unix time.
@@ -574,12 +554,13 @@ class RunFile:
         self,
         config: dict,
         param_layout=None,
-        may_differ: frozenset[str] | set[str] = MAY_DIFFER_ON_RESUME,
+        may_differ: frozenset[str] | set[str] = frozenset(),
     ) -> None:
         """Raise ``RunFileError`` naming the first differing setting if a run with
         ``config`` (and ``param_layout``, when given) cannot continue this run.
 
-        Keys in ``may_differ`` are not compared; a key present on one side only differs.
+        Keys in ``may_differ`` are not compared (which settings a resumed run may change is
+        ``config.RESUMABLE``'s business); a key present on one side only differs.
         """
         stored = self._config
         new = json.loads(_to_json(config))

@@ -52,6 +52,12 @@ BAD_INPUTS = [
     ("train", ["--network", "resnet"], "unknown network 'resnet'"),
     ("train", ["--telemetry-every", "-1"], "--telemetry-every: must be >= 0, got -1"),
     ("train", ["--telemetry-every", "2.5"], "--telemetry-every: invalid value '2.5'"),
+    ("train", ["--algo", "a3c_gae", "--gae-lambda", "1.5"], "--gae-lambda: must be in [0, 1]"),
+    ("train", ["--algo", "a3c_gae", "--gae-lambda", "nan"], "--gae-lambda: must be in [0, 1]"),
+    ("train", ["--gae-lambda", "0.9"], "--gae-lambda: a3c does not use it (only a3c_gae"),
+    ("train", ["--dueling"], "--dueling: a3c does not use it (only onestep_q,"),
+    ("train", ["--algo", "a3c_gae", "--dueling"], "--dueling: a3c_gae does not use it"),
+    ("train", ["--algo", "nstep_q", "--recurrent"], "--recurrent: only a3c, a3c_gae have"),
     # nbasync-train: config files
     ("train", ["--config", "/nonexistent/x.toml"], "config file not found"),
     ("train", ["--config", "{toml:workers = true}"], "--workers: invalid value True"),
@@ -62,6 +68,8 @@ BAD_INPUTS = [
     ("train", ["--resume", "/nonexistent/run"], "no run file"),
     ("train", ["--out", "{run}", "--steps", "100"], "a run file already exists"),
     ("train", ["--resume", "{run}", "--lr", "0.5"], "cannot change lr"),
+    ("train", ["--resume", "{run}", "--algo", "a3c_gae"], "cannot change algo"),
+    ("train", ["--resume", "{run}", "--gae-lambda", "0.5"], "cannot change gae_lambda"),
     ("train", ["--resume", "{run}"], "already at step"),
     ("train", ["--out", "{tmp}/blocker/run", "--steps", "10"], "cannot create run directory"),
     # nbasync-eval
@@ -85,14 +93,13 @@ MAINS = {"train": train_main, "eval": eval_main, "plot": plot_main}
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """A CartPole run directory with one checkpoint at its full budget (no training)."""
-    from nbasync.algos.base import build_network
+    from nbasync.build import POLICY_VALUE, build_network, probe_env
     from nbasync.config import build_config
     from nbasync.runfile import RunFile
-    from nbasync.train import probe_env
 
     out = tmp_path_factory.mktemp("finished") / "run"
     config = build_config({"algo": "a3c", "steps": 100, "out": str(out)})
-    net = build_network(config, probe_env(config), max_batch=config.t_max + 1)
+    net = build_network(config, probe_env(config, True), POLICY_VALUE, max_batch=1)
     net.init_params(0)
     rf = RunFile.create(out, config.to_dict(), net.layout)
     rf.write_checkpoint(100, net.params, worker_steps=[50, 50])

@@ -140,3 +140,22 @@ def test_env_kwargs_parse_to_python_values():
     for bad in ("x", "=1", "x=", "1x=2", "a=1,a=2"):
         with pytest.raises(ConfigError, match="--env-kwargs"):
             parse_env_kwargs(bad)
+
+
+def test_resume_rules_live_in_config():
+    """What a resumed run may change: RESUMABLE settings; another setting only to its own
+    value; a setting the run file predates only to its default."""
+    from nbasync.config import RESUMABLE, may_differ_on_resume, resumed_settings
+
+    stored = build_config({"algo": "a3c"}).to_dict()
+    del stored["gae_lambda"]  # a run file from before --gae-lambda existed
+    merged = resumed_settings(stored, {"steps": 10**6, "workers": 4, "lr": stored["lr"]})
+    assert (merged["steps"], merged["workers"], merged["lr"]) == (10**6, 4, stored["lr"])
+    assert "gae_lambda" not in resumed_settings(stored, {"gae_lambda": "1"})  # = default: ok
+    with pytest.raises(ConfigError, match="--lr: cannot change lr when resuming"):
+        resumed_settings(stored, {"lr": stored["lr"] * 2})
+    with pytest.raises(ConfigError, match="cannot change gae_lambda .*has 1.0"):
+        resumed_settings(stored, {"gae_lambda": 0.5})
+    skipped = may_differ_on_resume(stored)
+    assert skipped >= RESUMABLE and "gae_lambda" in skipped and "lr" not in skipped
+    assert build_config(resumed_settings(stored, {})).gae_lambda == 1.0

@@ -548,7 +548,13 @@ def test_bad_arguments(tmp_path):
 def test_check_compatible_accepts_same_and_allowed_changes(tmp_path):
     rf = RunFile.create(tmp_path, CONFIG, LAYOUT)
     rf.check_compatible(dict(CONFIG), LAYOUT)
-    rf.check_compatible({**CONFIG, "steps": 10_000_000, "out_dir": "/elsewhere"}, LAYOUT)
+    rf.check_compatible(
+        {**CONFIG, "steps": 10_000_000, "out_dir": "/elsewhere"},
+        LAYOUT,
+        may_differ={"steps", "out_dir"},
+    )
+    with pytest.raises(RunFileError, match="'steps' is new"):
+        rf.check_compatible({**CONFIG, "steps": 10_000_000}, LAYOUT)
     rf.check_compatible({**CONFIG, "hidden": (64, 64)})  # tuples compare as lists
 
 
