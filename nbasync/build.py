@@ -50,6 +50,7 @@ __all__ = [
     "parse_env_kwargs",
     "make_environment",
     "n_outputs",
+    "normalisation_layout",
     "obs_scale",
     "probe_env",
 ]
@@ -99,6 +100,20 @@ def env_info(env: gymnasium.Env, continuous_ok: bool) -> EnvInfo:
     A3C's Gaussian policy); the others need discrete actions.
     """
     return describe(env) if continuous_ok else require_discrete(env)
+
+
+def normalisation_layout(config: TrainConfig, info: EnvInfo) -> tuple[int, bool]:
+    """(dimension of the observation moments, 0 = none; whether returns are normalised) for
+    the shared segment. Observation normalisation needs vector observations."""
+    obs_dim = 0
+    if config.obs_norm:
+        if len(info.obs_shape) != 1:
+            raise ConfigError(
+                f"--obs-norm: needs vector observations; {config.env} gives images of shape "
+                f"{info.obs_shape} (scaled to [0, 1] already)"
+            )
+        obs_dim = int(info.obs_shape[0])
+    return obs_dim, bool(config.return_norm)
 
 
 def make_environment(

@@ -17,6 +17,7 @@ import numpy as np
 from .algos import get_algorithm
 from .build import build_network, make_environment, obs_scale, parse_env_kwargs, probe_env
 from .config import TrainConfig
+from .normalise import ObsNormaliser, RunningMoments
 from .runfile import RunFile, RunFileError
 
 
@@ -47,8 +48,12 @@ def evaluate(
     greedy: bool = True,
     epsilon: float = 0.0,
     gif_path: str | None = None,
+    obs_moments: np.ndarray | None = None,
 ) -> EvalResult:
     """Mean/std/min/max return of ``episodes`` episodes played with ``params``.
+
+    ``obs_moments``: the run's observation moments (a checkpoint's ``norm_moments["obs"]``)
+    when it normalised observations (``obs_norm``): applied exactly as in training, frozen.
 
     The policy head acts with argmax pi (``greedy``) or samples pi (continuous actions: the
     mean, or a Gaussian sample, clipped to the bounds); a Q head acts epsilon-greedily on Q
@@ -67,6 +72,12 @@ def evaluate(
     act = algo.acting(info, np.random.default_rng(seed), greedy=greedy, epsilon=epsilon)
     scale = obs_scale(info)
     x = np.zeros((1, *info.obs_shape), dtype=np.float32)
+    normalise = None
+    if config.obs_norm:
+        if obs_moments is None:
+            raise RunFileError("the run normalised observations, but no moments were saved")
+        rows = np.asarray(obs_moments, np.float64).reshape(1, -1)
+        normalise = ObsNormaliser(RunningMoments(rows, slot=None))
     returns = np.zeros(episodes)
     lengths = np.zeros(episodes, dtype=np.int64)
     frames: list[np.ndarray] = []
@@ -75,7 +86,10 @@ def evaluate(
         net.reset_state()
         done = False
         while not done:
-            np.multiply(obs, scale, out=x[0], casting="unsafe")
+            if normalise is None:
+                np.multiply(obs, scale, out=x[0], casting="unsafe")
+            else:
+                normalise(obs, out=x[0])
             out = net.forward(x, row=0)[0]
             net.carry_state(1)  # the next step goes on from this one (no-op if FF)
             obs, reward, terminated, truncated, _ = env.step(act(out))
@@ -112,7 +126,14 @@ def evaluate_run(
     stored = runfile.config()
     runfile.check_compatible(stored, net.layout, may_differ=frozenset(stored))
     return evaluate(
-        config, ckpt.params, episodes, seed=seed, greedy=greedy, epsilon=epsilon, gif_path=gif_path
+        config,
+        ckpt.params,
+        episodes,
+        seed=seed,
+        greedy=greedy,
+        epsilon=epsilon,
+        gif_path=gif_path,
+        obs_moments=ckpt.norm_moments.get("obs"),
     )
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .algos import AlgorithmSpec, get_algorithm, run_worker
-from .build import build_network, probe_env
+from .build import build_network, normalisation_layout, probe_env
 from .config import (
     ConfigError,
     TrainConfig,
@@ -31,9 +31,11 @@ from .config import (
     resumed_settings,
     validate,
 )
+from .envs import EnvInfo
 from .errors import DivergedError
 from .evaluate import EvalResult, evaluate
 from .events import EpisodeEvent, TelemetryEvent
+from .normalise import RunningMoments
 from .runfile import (
     LOCK_NAME,
     RunFile,
@@ -142,11 +144,14 @@ def warm_up(config: TrainConfig, algo: AlgorithmSpec) -> None:
     short = config.replace(steps=3 * (config.t_max + 1), workers=1)
     info = probe_env(short, algo.continuous)
     net = build_network(short, info, algo.head, max_batch=1)
+    obs_norm_dim, return_norm = normalisation_layout(short, info)
     with SharedState.create(
         n_params=net.n_params,
         n_workers=1,
         target=algo.target_network,
         optimizer_stats=short.optimizer == "shared_rmsprop",
+        obs_norm_dim=obs_norm_dim,
+        return_norm=return_norm,
     ) as state:
         net.bind(state.params, net.grads)
         net.init_params(0)
@@ -163,6 +168,7 @@ def train(config: TrainConfig, announce: str | None = None) -> TrainSummary:
     validate(config)
     algo = get_algorithm(config.algo)
     info = probe_env(config, algo.continuous)
+    normalisation_layout(config, info)  # --obs-norm on images: refused before any file
     net = build_network(config, info, algo.head, max_batch=1)
     net.init_params(config.seed)
     out_dir = Path(config.out) if config.out else default_out_dir(config)
@@ -177,7 +183,7 @@ def train(config: TrainConfig, announce: str | None = None) -> TrainSummary:
         if announce and not config.quiet:
             print(announce, file=sys.stderr, flush=True)
         with contextlib.closing(runfile):
-            return _run(config, algo, runfile, net.params, None, None, segment=0)
+            return _run(config, algo, info, runfile, net.params, None, None, segment=0)
     finally:
         if lock is not None:
             lock.release()
@@ -224,7 +230,8 @@ def _resume_locked(run_dir: str | Path, overrides: dict[str, Any], lock: RunLock
             f"--out {runfile.out_dir} (nothing in it would be lost)"
         )
     algo = get_algorithm(config.algo)
-    net = build_network(config, probe_env(config, algo.continuous), algo.head, max_batch=1)
+    info = probe_env(config, algo.continuous)
+    net = build_network(config, info, algo.head, max_batch=1)
     runfile.check_compatible(config.to_dict(), net.layout, may_differ=may_differ_on_resume(stored))
     if ckpt.step >= config.steps:
         raise ConfigError(
@@ -238,12 +245,14 @@ def _resume_locked(run_dir: str | Path, overrides: dict[str, Any], lock: RunLock
             return _run(
                 config,
                 algo,
+                info,
                 runfile,
                 ckpt.params,
                 ckpt.opt_stats,
                 ckpt.worker_steps,
                 segment,
                 elapsed0=ckpt.elapsed_s,
+                norm_moments=ckpt.norm_moments,
             )
     finally:
         lock.release()
@@ -252,21 +261,34 @@ def _resume_locked(run_dir: str | Path, overrides: dict[str, Any], lock: RunLock
 def _run(
     config: TrainConfig,
     algo: AlgorithmSpec,
+    info: EnvInfo,
     runfile: RunFile,
     params: np.ndarray,
     opt_stats: dict[str, np.ndarray] | None,
     worker_steps: np.ndarray | None,
     segment: int,
     elapsed0: float = 0.0,
+    norm_moments: dict[str, np.ndarray] | None = None,
 ) -> TrainSummary:
     warm_up(config, algo)
     progress = Progress(total_steps=config.steps, quiet=config.quiet)
+    obs_norm_dim, return_norm = normalisation_layout(config, info)
     with SharedState.create(
         n_params=params.size,
         n_workers=config.workers,
         target=algo.target_network,
         optimizer_stats=config.optimizer == "shared_rmsprop",
+        obs_norm_dim=obs_norm_dim,
+        return_norm=return_norm,
     ) as state:
+        moments = {  # the shared normalisation statistics, by checkpoint name
+            name: RunningMoments(rows, slot=None)
+            for name, rows in (("obs", state.obs_moments), ("return", state.return_moments))
+            if rows is not None
+        }
+        for name, m in moments.items():  # a resumed run counts on from its checkpoint
+            if norm_moments and name in norm_moments:
+                m.restore(norm_moments[name])
         state.params[:] = params
         if state.target is not None:
             state.target[:] = params
@@ -289,6 +311,7 @@ def _run(
                 worker_steps=np.array([state.worker_steps(i) for i in range(config.workers)]),
                 elapsed_s=elapsed(),
                 rng_state={"seed": config.seed, "segment": segment},
+                norm_moments={name: m.merged(prior=False) for name, m in moments.items()},
             )
 
         tele_dtype = telemetry_dtype(len(runfile.param_layout()))
@@ -370,9 +393,16 @@ def _run(
         step = state.global_step()
         progress.show(step, final=True)
         params_final = state.params.copy()
+        obs_final = moments["obs"].merged(prior=False) if "obs" in moments else None
     evaluation = None
     if config.eval_episodes:
-        evaluation = evaluate(config, params_final, config.eval_episodes, seed=config.seed + 10_000)
+        evaluation = evaluate(
+            config,
+            params_final,
+            config.eval_episodes,
+            seed=config.seed + 10_000,
+            obs_moments=obs_final,
+        )
     return TrainSummary(
         Path(config.out),
         step,

@@ -27,6 +27,7 @@ BAD_INPUTS = [
     ("train", ["--algo", "dqn"], "unknown algorithm 'dqn'"),
     ("train", ["--env", "NoSuchEnv-v0"], "NoSuchEnv-v0"),
     ("train", ["--t-max", "0"], "--t-max"),
+    ("train", ["--obs-norm", "--env", "nbasync/Labyrinth-v0"], "--obs-norm: needs vector"),
     ("train", ["--env-kwargs", "continuous"], "--env-kwargs: 'continuous' is not key=value"),
     ("train", ["--env-kwargs", "a=1,a=2"], "--env-kwargs: 'a' given twice"),
     ("train", ["--env-kwargs", "bogus=1"], "unexpected keyword argument 'bogus'"),

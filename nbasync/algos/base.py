@@ -25,6 +25,7 @@ import numpy as np
 
 from ..build import action_dim, build_network, build_optimizer, make_environment, obs_scale
 from ..events import EpisodeEvent
+from ..normalise import ObsNormaliser, ReturnScaler, RunningMoments
 from ..optim import clip_grad_norm, global_norm, linear_lr
 from .targets import draw_final_epsilon, epsilon_at
 from .telemetry import Telemetry
@@ -114,6 +115,17 @@ class ActorLearner:
         self.terminated = np.zeros(t_max, dtype=np.bool_)
         self.targets = np.zeros(t_max, dtype=np.float32)
 
+        # Shared normalisation (config.obs_norm / return_norm): this worker writes row
+        # index + 1 of the shared moments and reads them all, merged, once per rollout.
+        self.obs_norm: ObsNormaliser | None = None
+        self.return_scaler: ReturnScaler | None = None
+        if state.obs_moments is not None:
+            self.obs_norm = ObsNormaliser(RunningMoments(state.obs_moments, index + 1))
+            self.raw_obs = np.zeros((t_max + 1, self.obs_norm.moments.dim), dtype=np.float32)
+        if state.return_moments is not None:
+            moments = RunningMoments(state.return_moments, index + 1)
+            self.return_scaler = ReturnScaler(moments, config.gamma)
+
         self.optimizer = build_optimizer(config, self.net.n_params, state.opt_stats)
         # Largest gradient norm whose squares cannot overflow g (float32: ~1.8e19).
         self._max_unclipped_norm = math.sqrt(float(np.finfo(self.net.params.dtype).max))
@@ -157,6 +169,10 @@ class ActorLearner:
             self.terminated[t] = terminated
             t += 1
             if terminated or truncated or t == t_max:
+                if self.obs_norm is not None:
+                    self.obs_norm.moments.observe(self.raw_obs[:t])
+                if self.return_scaler is not None:
+                    self.return_scaler.observe_pending()
                 return Rollout(t, obs, terminated, truncated)
 
     def next_start(self, r: Rollout) -> np.ndarray:
@@ -221,20 +237,37 @@ class ActorLearner:
         if self.config.clip_rewards:
             reward = max(-1.0, min(1.0, float(reward)))
         reward = float(reward) * self.config.reward_scale
+        if self.return_scaler is not None:
+            reward = self.return_scaler(reward, bool(terminated or truncated))
         return obs, reward, bool(terminated), bool(truncated)
 
     # -- network --------------------------------------------------------------------------
     def sync(self) -> None:
-        """theta' <- theta (a plain copy of the shared vector; other workers may be writing)."""
+        """theta' <- theta (a plain copy of the shared vector; other workers may be writing),
+        and the shared normalisation statistics as of now, fixed for the coming rollout."""
         np.copyto(self.net.params, self.state.params)
+        self.refresh_normalisation()
 
     def _sync_recorded(self) -> None:
         """``sync`` with telemetry on: also remembers U0 for the staleness (read BEFORE the
         copy, so an update landing during the copy counts as stale, never as missed)."""
         self.telemetry.synced()
         np.copyto(self.net.params, self.state.params)
+        self.refresh_normalisation()
+
+    def refresh_normalisation(self) -> None:
+        if self.obs_norm is not None:
+            self.obs_norm.refresh()
+        if self.return_scaler is not None:
+            self.return_scaler.refresh()
 
     def load(self, row: int, obs: np.ndarray) -> None:
+        """s_row into the network's input row: scaled (uint8 images to [0, 1]), or normalised
+        by the shared running moments (``obs_norm``; the raw row kept for the statistics)."""
+        if self.obs_norm is not None:
+            np.copyto(self.raw_obs[row], np.ravel(obs), casting="unsafe")
+            self.obs_norm(self.raw_obs[row], out=self.obs[row])
+            return
         # dtype= makes NumPy multiply uint8 frames in float32 directly: half the time of
         # computing in float64 and casting (13 vs 24 us for a 4x84x84 Atari frame stack).
         np.multiply(obs, self.scale, out=self.obs[row], dtype=self.obs.dtype, casting="unsafe")

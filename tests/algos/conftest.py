@@ -7,7 +7,7 @@ import queue
 import pytest
 
 from nbasync.algos import ActorLearner, get_algorithm, run_worker
-from nbasync.build import build_network, probe_env
+from nbasync.build import build_network, normalisation_layout, probe_env
 from nbasync.config import build_config
 from nbasync.shared import SharedState
 
@@ -21,9 +21,16 @@ def make_learners():
     def make(n_workers: int = 1, **settings) -> list[ActorLearner]:
         config = build_config({"algo": "a3c", "workers": n_workers, **settings})
         algo = get_algorithm(config.algo)
-        net = build_network(config, probe_env(config, algo.continuous), algo.head, max_batch=1)
+        info = probe_env(config, algo.continuous)
+        net = build_network(config, info, algo.head, max_batch=1)
+        obs_dim, return_norm = normalisation_layout(config, info)
         state = SharedState.create(
-            net.n_params, n_workers, target=algo.target_network, optimizer_stats=True
+            net.n_params,
+            n_workers,
+            target=algo.target_network,
+            optimizer_stats=True,
+            obs_norm_dim=obs_dim,
+            return_norm=return_norm,
         )
         held.append(state)
         net.bind(state.params, net.grads)
@@ -46,9 +53,16 @@ def learn_in_process():
     def learn(**settings):
         config = build_config({"workers": 1, "quiet": True, **settings})
         algo = get_algorithm(config.algo)
-        net = build_network(config, probe_env(config, algo.continuous), algo.head, max_batch=1)
+        info = probe_env(config, algo.continuous)
+        net = build_network(config, info, algo.head, max_batch=1)
+        obs_dim, return_norm = normalisation_layout(config, info)
         with SharedState.create(
-            net.n_params, 1, target=algo.target_network, optimizer_stats=True
+            net.n_params,
+            1,
+            target=algo.target_network,
+            optimizer_stats=True,
+            obs_norm_dim=obs_dim,
+            return_norm=return_norm,
         ) as state:
             net.bind(state.params, net.grads)
             net.init_params(config.seed)
