@@ -26,7 +26,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _machine import machine  # noqa: E402  (bench/ is sys.path[0])
 
-from nbasync.config import ALGOS, build_config  # noqa: E402
+from nbasync.algos import algorithm_names  # noqa: E402
+from nbasync.config import build_config  # noqa: E402
 from nbasync.runfile import RunFile  # noqa: E402
 from nbasync.train import train  # noqa: E402
 
@@ -59,7 +60,8 @@ def one_run(algo: str, workers: int, seed: int, steps: int, out: Path):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--algos", nargs="+", default=list(ALGOS), choices=ALGOS)
+    names = algorithm_names()
+    p.add_argument("--algos", nargs="+", default=list(names), choices=names)
     p.add_argument("--workers", nargs="+", type=int, default=[1, 2])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=500_000, help="step budget of each run")

@@ -37,11 +37,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nbasync.algos import ALGORITHMS  # noqa: E402
-from nbasync.algos.base import ActorLearner, build_network  # noqa: E402
+from nbasync.algos import ActorLearner, a3c  # noqa: E402
+from nbasync.build import POLICY_VALUE, build_network, probe_env  # noqa: E402
 from nbasync.config import build_config  # noqa: E402
 from nbasync.shared import SharedState  # noqa: E402
-from nbasync.train import probe_env  # noqa: E402
 
 SETTINGS = (0, 100, 1)  # telemetry_every: off, K = 100, K = 1
 
@@ -51,13 +50,13 @@ def _learner(env: str, every: int, steps: int, seed: int, state: SharedState) ->
         {"algo": "a3c", "env": env, "workers": 1, "steps": steps, "seed": seed,
          "telemetry_every": every}
     )  # fmt: skip
-    return ActorLearner(config, 0, state, queue.SimpleQueue(), None)
+    return ActorLearner(config, a3c.SPEC, 0, state, queue.SimpleQueue())
 
 
 def added_per_update(env: str, every: int, n: int = 2000) -> float:
     """Seconds of telemetry work per update (best of 5 batches of ``n`` updates)."""
     config = build_config({"algo": "a3c", "env": env, "workers": 1})
-    net = build_network(config, probe_env(config), max_batch=config.t_max + 1)
+    net = build_network(config, probe_env(config, True), POLICY_VALUE, max_batch=1)
     with SharedState.create(net.n_params, 1, target=False, optimizer_stats=True) as state:
         net.bind(state.params, net.grads)
         net.init_params(0)
@@ -86,7 +85,7 @@ def added_per_update(env: str, every: int, n: int = 2000) -> float:
 
         batch()
         best = min(batch() for _ in range(5))
-        w.env.close()
+        w.close()
     return best / n
 
 
@@ -94,19 +93,17 @@ def cpu_per_step(env: str, every: int, steps: int, seed: int) -> tuple[float, fl
     """(thread CPU seconds per agent step, agent steps per update) of one A3C worker with
     ``telemetry_every=every`` (steps per update only when on: U is counted then)."""
     config = build_config({"algo": "a3c", "env": env, "workers": 1})
-    spec = probe_env(config)
-    net = build_network(config, spec, max_batch=config.t_max + 1)
+    net = build_network(config, probe_env(config, True), POLICY_VALUE, max_batch=1)
     with SharedState.create(net.n_params, 1, target=False, optimizer_stats=True) as state:
         net.bind(state.params, net.grads)
         net.init_params(seed)
         w = _learner(env, every, steps, seed, state)
         t0 = time.thread_time()
-        ALGORITHMS["a3c"](w)
-        w.close()
+        a3c.run(w)
+        w.close()  # flushes the telemetry (counted) and closes the env
         cpu = time.thread_time() - t0
         done = state.global_step()
         updates = state.applied_updates() + state.skipped_updates(0)[0]
-        w.env.close()
     return cpu / done, done / max(updates, 1)
 
 

@@ -16,7 +16,14 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from .config import ALGOS, TrainConfig, build_config, load_toml
+from .algos import algorithm_names
+from .config import (
+    TrainConfig,
+    build_config_explained,
+    explain_settings,
+    load_toml,
+    preset_name_for,
+)
 from .errors import EXIT_USAGE, RunFailedError, UserInputError
 
 
@@ -58,50 +65,100 @@ def _run(prog: str, main: Callable[[Sequence[str] | None], int], argv) -> int:
 # -- nbasync-train ------------------------------------------------------------------------
 
 
-def train_parser() -> argparse.ArgumentParser:
+Explained = tuple[TrainConfig, dict[str, str]]  # a configuration and each setting's source
+
+
+def train_parser(shown: Explained | None = None) -> argparse.ArgumentParser:
+    """The parser; its help shows the value each setting will really take: ``shown`` (the
+    configuration that --env/--preset/--config on the command line give, with sources) or,
+    without it, the default env's."""
+    if shown is None:
+        shown = _effective_for_help([])
+    config, sources = shown
     p = _Parser(
         prog="nbasync-train",
-        description="Train an asynchronous RL agent (A3C paper). Counts are agent steps.",
+        description="Train an asynchronous RL agent (A3C paper). Counts are agent steps. "
+        f"Each (default: ...) below is the value a run of --env {config.env} takes "
+        f"(preset {preset_name_for(config.env, config.preset)} applied); give --env, "
+        "--preset or --config before --help to see another's, or --print-settings.",
     )
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         helptext = f.metadata.get("help", "")
+        value = getattr(config, f.name)
+        src = sources[f.name]
+        where = "" if src in ("default", "command line") else f", from {src}"
         if isinstance(f.default, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=helptext)
+            p.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"{helptext} (default: {'on' if value else 'off'}{where})",
+            )
         elif f.name == "algo":
-            p.add_argument(flag, default=None, metavar="{" + ",".join(ALGOS) + "}", help=helptext)
+            names = ",".join(algorithm_names())
+            p.add_argument(flag, default=None, metavar="{" + names + "}", help=helptext)
         else:
-            p.add_argument(flag, default=None, help=f"{helptext} (default: {_show(f.default)})")
+            p.add_argument(flag, default=None, help=f"{helptext} (default: {_show(value)}{where})")
     p.add_argument("--config", default=None, metavar="FILE.toml", help="settings from a TOML file")
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR")
+    p.add_argument(
+        "--print-settings",
+        action="store_true",
+        help="print every setting the run would use and where it came from (default, preset, "
+        "config file, command line), then exit without training",
+    )
     return p
+
+
+def _effective_for_help(argv: Sequence[str]) -> Explained:
+    """What --env/--preset/--config in ``argv`` make of the settings, for the help text; the
+    plain defaults when they cannot be read (the real parse reports that)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    for name in ("--env", "--preset", "--config"):
+        pre.add_argument(name, default=None)
+    try:
+        known, _ = pre.parse_known_args(argv)
+        file_settings = load_toml(known.config) if known.config else {}
+        cli = {k: v for k, v in (("env", known.env), ("preset", known.preset)) if v is not None}
+        return build_config_explained(file_settings, cli)
+    except (UserInputError, SystemExit):
+        return build_config_explained({}, {})
 
 
 def _show(value: Any) -> str:
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
-def _explicit_settings(args: argparse.Namespace) -> dict[str, Any]:
-    settings: dict[str, Any] = {}
-    if args.config:
-        settings.update(load_toml(args.config))
+def _split_settings(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(settings from --config, settings given as options)."""
+    file_settings = load_toml(args.config) if args.config else {}
+    cli: dict[str, Any] = {}
     for f in dataclasses.fields(TrainConfig):
         value = getattr(args, f.name)
         if value is not None:
-            settings[f.name] = value
-    return settings
+            cli[f.name] = value
+    return file_settings, cli
 
 
 def _train(argv: Sequence[str] | None) -> int:
     from .train import resume, train
 
-    args = train_parser().parse_args(argv)
-    settings = _explicit_settings(args)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = train_parser(_effective_for_help(argv)).parse_args(argv)
+    file_settings, cli = _split_settings(args)
     if args.resume:
-        summary = resume(args.resume, settings)
+        if args.print_settings:
+            raise UserError("--print-settings: not with --resume (the run file has them)")
+        summary = resume(args.resume, {**file_settings, **cli})
     else:
-        config = build_config(settings)
-        summary = train(config)
+        config, sources = build_config_explained(
+            file_settings, cli, f"config file {args.config}" if args.config else "config file"
+        )
+        if args.print_settings:
+            print(explain_settings(config, sources, everything=True))
+            return 0
+        summary = train(config, announce=explain_settings(config, sources))
     print(summary.describe())
     return 0
 
@@ -116,7 +173,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 def _eval(argv: Sequence[str] | None) -> int:
     from gymnasium.error import DependencyNotInstalled
 
-    from .train import evaluate_run
+    from .evaluate import evaluate_run
 
     p = _Parser(prog="nbasync-eval", description="Play episodes with a trained agent.")
     p.add_argument("run", help="run directory (or its run.h5)")

@@ -1,8 +1,12 @@
 """Settings of a training run: one dataclass, the paper's presets, and validation.
 
-This module owns what a run is configured with and how bad values are reported. It is a
-leaf: it imports nothing else of nbasync. The CLI builds its options from ``TrainConfig``'s
-fields (each field's ``help`` is its docstring), so a new setting is added here only.
+This module owns what a run is configured with, how bad values are reported, and which
+settings a resumed run may change (:data:`RESUMABLE`). It imports the algorithm registry
+(``nbasync.algos``) to check what a configuration asks of its algorithm (the algorithm
+exists, has an LSTM variant, reads ``--gae-lambda`` ...); the modules below it read a
+``TrainConfig``'s attributes without importing it. The CLI builds its options from
+``TrainConfig``'s fields (each field's ``help`` is its docstring), so a new setting is added
+here only.
 
 Counting convention (everywhere in nbasync): a **step** is one agent step (one action
 chosen); a **frame** is one emulator frame. On Atari one step is 4 frames (action repeat).
@@ -17,17 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UserInputError
+from .algos import ALGORITHMS, check_config, get_algorithm
+from .build import parse_env_kwargs
+from .errors import ConfigError
 
-ALGOS = ("onestep_q", "onestep_sarsa", "nstep_q", "a3c")
-VALUE_ALGOS = ("onestep_q", "onestep_sarsa", "nstep_q")
 OPTIMIZERS = ("shared_rmsprop", "rmsprop", "momentum")
 NETWORKS = ("auto", "mlp", "atari")
 PRESET_NAMES = ("auto", "atari", "classic", "continuous", "labyrinth")
-
-
-class ConfigError(UserInputError):
-    """A bad setting; its message is one line that names the setting."""
 
 
 def _help(text: str, **kw: Any) -> Any:
@@ -39,13 +39,21 @@ class TrainConfig:
     """Everything a training run needs. Defaults follow the paper where it states a value
     (see each field's help for where nbasync chose instead); presets fill in per domain."""
 
-    algo: str = _help("algorithm: " + ", ".join(ALGOS), default="a3c")
+    algo: str = _help(
+        "algorithm: " + "; ".join(f"{spec.name}: {spec.summary}" for spec in ALGORITHMS.values()),
+        default="a3c",
+    )
     env: str = _help(
         "environment id (gymnasium id; ALE/<Game>-v5 for Atari)", default="CartPole-v1"
     )
     workers: int = _help("number of actor-learner processes", default=2)
     steps: int = _help("total agent steps over all workers (T_max)", default=200_000)
-    seed: int = _help("base seed; worker i uses seed + i", default=0)
+    seed: int = _help(
+        "base seed: the network's initial parameters use it; worker i's random streams "
+        "(actions, environment) derive from (seed, i, run segment) and its final epsilon "
+        "from (seed, i); the final evaluation's episode k resets with seed + 10000 + k",
+        default=0,
+    )
     out: str = _help("output directory of the run (run.h5 lives there)", default="")
 
     lr: float = _help(
@@ -63,6 +71,12 @@ class TrainConfig:
         default=0.01,
     )
     value_weight: float = _help("A3C value-loss weight (applied once)", default=0.5)
+    gae_lambda: float = _help(
+        "a3c_gae: lambda of generalised advantage estimation, in [0, 1]; the advantage is "
+        "sum_l (gamma lambda)^l delta_(t+l) over the rollout (1 = A3C's n-step advantage "
+        "exactly, 0 = the one-step TD error)",
+        default=1.0,
+    )
     target_interval: int = _help(
         "I_target in AGENT STEPS (global T) between copies of theta to the target network. "
         "The paper's 40,000 frames are 10,000 agent steps at Atari's action repeat 4",
@@ -90,6 +104,12 @@ class TrainConfig:
         "probabilities of the final epsilons", default=(0.4, 0.3, 0.3)
     )
 
+    env_kwargs: str = _help(
+        "keyword arguments for the environment, as key=value pairs separated by commas "
+        "(true/false, numbers and words), e.g. continuous=false for CarRacing-v3's five "
+        "discrete actions, or image_size=64,frame_stack=2 for an image environment",
+        default="",
+    )
     network: str = _help("network: auto (atari for ALE ids, else mlp), mlp, atari", default="auto")
     hidden: tuple[int, ...] = _help("hidden layer sizes of the MLP", default=(64, 64))
     recurrent: bool = _help(
@@ -100,6 +120,11 @@ class TrainConfig:
     lstm_size: int = _help(
         "LSTM cells of the recurrent net (paper: 256 Atari, 128 MuJoCo)", default=256
     )
+    dueling: bool = _help(
+        "Q methods: a dueling head, Q(s, a) = V(s) + A(s, a) - mean_a' A(s, a') (Wang et "
+        "al. 2016); the value and advantage streams are linear maps of the same trunk",
+        default=False,
+    )
     reward_scale: float = _help(
         "multiply rewards by this for learning (after clipping; logged returns stay raw)",
         default=1.0,
@@ -108,6 +133,16 @@ class TrainConfig:
         "settings preset: auto (by env id), " + ", ".join(PRESET_NAMES[1:]), default="auto"
     )
     clip_rewards: bool = _help("clip rewards to [-1, 1] for learning (Atari)", default=False)
+    obs_norm: bool = _help(
+        "normalise vector observations by their running mean and standard deviation, kept "
+        "by all workers together (clipped to +-10, saved in checkpoints, used by nbasync-eval)",
+        default=False,
+    )
+    return_norm: bool = _help(
+        "divide rewards (after clipping and --reward-scale) by the running standard deviation "
+        "of the discounted return, kept by all workers together",
+        default=False,
+    )
     terminal_on_life_loss: bool = _help("Atari: treat a lost life as terminal", default=False)
 
     checkpoint_every: int = _help(
@@ -154,10 +189,6 @@ class TrainConfig:
             raise ConfigError(f"unknown setting {unknown[0]!r}")
         coerced = {k: coerce(names[k], v) for k, v in values.items()}
         return cls(**coerced)
-
-    @property
-    def is_value_method(self) -> bool:
-        return self.algo in VALUE_ALGOS
 
 
 def _jsonable(value: Any) -> Any:
@@ -296,9 +327,8 @@ CONTINUOUS_IDS = (
 )  # fmt: skip
 
 
-def preset_for(env_id: str, name: str = "auto") -> dict[str, Any]:
-    """The named preset; 'auto': atari for ALE ids, labyrinth for nbasync/Labyrinth ids,
-    continuous for known continuous-action ids (Pendulum, MuJoCo, ...), classic otherwise."""
+def preset_name_for(env_id: str, name: str = "auto") -> str:
+    """The preset's name: ``name`` itself, or for 'auto' the one chosen by the env id."""
     if name == "auto":
         if looks_like_atari(env_id):
             name = "atari"
@@ -312,7 +342,13 @@ def preset_for(env_id: str, name: str = "auto") -> dict[str, Any]:
         raise ConfigError(
             f"--preset: unknown preset {name!r} (choose from {', '.join(PRESET_NAMES)})"
         )
-    return PRESETS[name]
+    return name
+
+
+def preset_for(env_id: str, name: str = "auto") -> dict[str, Any]:
+    """The named preset; 'auto': atari for ALE ids, labyrinth for nbasync/Labyrinth ids,
+    continuous for known continuous-action ids (Pendulum, MuJoCo, ...), classic otherwise."""
+    return PRESETS[preset_name_for(env_id, name)]
 
 
 def build_config(explicit: dict[str, Any]) -> TrainConfig:
@@ -322,6 +358,52 @@ def build_config(explicit: dict[str, Any]) -> TrainConfig:
     config = TrainConfig.from_dict(merged)
     validate(config)
     return config
+
+
+def build_config_explained(
+    file_settings: dict[str, Any],
+    cli_settings: dict[str, Any],
+    file_label: str = "config file",
+) -> tuple[TrainConfig, dict[str, str]]:
+    """``build_config`` of the file's settings overridden by the command line's, and where
+    each setting of the result came from: "command line", ``file_label``, "preset NAME" or
+    "default" (the later in that list loses to the earlier)."""
+    explicit = {**file_settings, **cli_settings}
+    config = build_config(explicit)
+    preset = preset_name_for(config.env, config.preset)
+    sources = {}
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in cli_settings:
+            sources[f.name] = "command line"
+        elif f.name in file_settings:
+            sources[f.name] = file_label
+        elif f.name in PRESETS[preset]:
+            sources[f.name] = f"preset {preset}"
+        else:
+            sources[f.name] = "default"
+    return config, sources
+
+
+def explain_settings(config: TrainConfig, sources: dict[str, str], everything: bool = False) -> str:
+    """The settings a run uses, each with its source: every one when ``everything``, else
+    those not at their plain default (one line)."""
+    shown = [
+        (name, value, sources.get(name, "default"))
+        for name, value in config.to_dict().items()
+        if everything or sources.get(name, "default") != "default"
+    ]
+    if everything:
+        width = max(len(n) for n, _, _ in shown)
+        return "\n".join(f"  {n:<{width}}  {_show(v):<24} {src}" for n, v, src in shown)
+    by_source: dict[str, list[str]] = {}
+    for name, value, src in shown:
+        by_source.setdefault(src, []).append(f"{name}={_show(value)}")
+    parts = [f"{src}: {' '.join(items)}" for src, items in by_source.items()]
+    return "settings (" + "; ".join(parts) + "; the rest default)"
+
+
+def _show(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -348,7 +430,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 
 #: Step counters are int64 and a run may overshoot ``steps`` by a rollout per worker.
 MAX_STEPS = 2**62
-#: Seeds feed numpy's SeedSequence (non-negative); evaluation adds 10_000 and worker i adds i.
+#: Seeds feed numpy's SeedSequence (non-negative); the final evaluation adds 10_000 + episode.
 MAX_SEED = 2**62
 
 
@@ -358,8 +440,7 @@ def validate(c: TrainConfig) -> None:
     def bad(name: str, why: str) -> ConfigError:
         return ConfigError(f"--{name.replace('_', '-')}: {why}")
 
-    if c.algo not in ALGOS:
-        raise bad("algo", f"unknown algorithm {c.algo!r} (choose from {', '.join(ALGOS)})")
+    get_algorithm(c.algo)  # an unknown name first: every other message may depend on it
     if c.optimizer not in OPTIMIZERS:
         raise bad(
             "optimizer", f"unknown optimizer {c.optimizer!r} (choose from {', '.join(OPTIMIZERS)})"
@@ -368,8 +449,6 @@ def validate(c: TrainConfig) -> None:
         raise bad("network", f"unknown network {c.network!r} (choose from {', '.join(NETWORKS)})")
     if c.preset not in PRESET_NAMES:
         raise bad("preset", f"unknown preset {c.preset!r} (choose from {', '.join(PRESET_NAMES)})")
-    if c.recurrent and c.algo != "a3c":
-        raise bad("recurrent", f"only a3c has a recurrent variant (A3C LSTM), not {c.algo}")
     if not (math.isfinite(c.reward_scale) and c.reward_scale > 0):
         raise bad("reward_scale", f"must be a positive number, got {c.reward_scale}")
     for name in ("workers", "steps", "t_max", "target_interval", "lstm_size", "skip_limit"):
@@ -392,10 +471,11 @@ def validate(c: TrainConfig) -> None:
         v = getattr(c, name)
         if not (math.isfinite(v) and v >= 0):
             raise bad(name, f"must be >= 0, got {v}")
-    for name in ("gamma", "rmsprop_alpha", "momentum"):
+    for name in ("gamma", "rmsprop_alpha", "momentum", "gae_lambda"):
         v = getattr(c, name)
         if not (0.0 <= v <= 1.0):
             raise bad(name, f"must be in [0, 1], got {v}")
+    parse_env_kwargs(c.env_kwargs)
     if not c.hidden or any(h < 1 for h in c.hidden):
         raise bad("hidden", f"layer sizes must be positive, got {c.hidden}")
     if len(c.final_epsilons) != len(c.final_epsilon_probs) or not c.final_epsilons:
@@ -404,3 +484,40 @@ def validate(c: TrainConfig) -> None:
         raise bad("final_epsilons", f"must lie in [0, 1], got {c.final_epsilons}")
     if any(p < 0 for p in c.final_epsilon_probs) or abs(sum(c.final_epsilon_probs) - 1) > 1e-6:
         raise bad("final_epsilon_probs", f"must be >= 0 and sum to 1, got {c.final_epsilon_probs}")
+    check_config(c)  # what the configuration asks of its algorithm: an LSTM, --gae-lambda ...
+
+
+# -- resuming -------------------------------------------------------------------------------
+
+RESUMABLE = frozenset(
+    {
+        "steps", "workers", "quiet", "checkpoint_every", "eval_episodes", "out", "time_limit",
+        "skip_limit", "stall_timeout", "telemetry_every",
+    }
+)  # fmt: skip
+"""The settings a resumed run may change (``--resume``): how long and how wide it runs and
+what it records, never what it learns. Every other setting must equal the run file's."""
+
+
+def resumed_settings(stored: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a resumed run: the run file's ``stored`` ones with the RESUMABLE
+    ``overrides``. An override of any other setting that differs from the stored value is a
+    ConfigError (one line); one equal to it is accepted and changes nothing."""
+    for key, value in overrides.items():
+        if key not in RESUMABLE:
+            old = TrainConfig.from_dict({key: stored[key]}) if key in stored else TrainConfig()
+            old = old.to_dict()[key]
+            new = TrainConfig.from_dict({key: value}).to_dict()[key]
+            if old != new:
+                raise ConfigError(
+                    f"--{key.replace('_', '-')}: cannot change {key} when resuming "
+                    f"(run file has {old!r})"
+                )
+    return {**stored, **{k: v for k, v in overrides.items() if k in RESUMABLE}}
+
+
+def may_differ_on_resume(stored: dict[str, Any]) -> frozenset[str]:
+    """Keys the run file's check may skip: the RESUMABLE settings, and the settings a newer
+    nbasync has that ``stored`` lacks (they take their defaults, which must leave the run
+    as it was: e.g. ``gae_lambda`` 1.0, ``dueling`` off)."""
+    return RESUMABLE | frozenset(set(TrainConfig().to_dict()) - set(stored))

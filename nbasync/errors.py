@@ -26,6 +26,12 @@ class UserInputError(ValueError):
     own input errors (``ConfigError``, ``EnvError``, ``RunFileError``) derive from it."""
 
 
+class ConfigError(UserInputError):
+    """A bad setting; its message is one line that names the setting. Defined here (a
+    leaf) so that the modules below ``config`` (``build``, ``algos``) can raise it too;
+    ``nbasync.config`` re-exports it."""
+
+
 class RunFailedError(RuntimeError):
     """A run that could not go on (not the user's input, not a bug); ``str()`` is one line.
 

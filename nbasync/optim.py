@@ -248,12 +248,11 @@ def linear_lr(lr0: float, global_step: int, total_steps: int) -> float:
 class RMSProp:
     """RMSProp over flat vectors; ``g`` is either shared (handed in) or owned by this worker."""
 
-    def __init__(self, g: np.ndarray, alpha: float = 0.99, eps: float = 0.1, shared=False):
+    def __init__(self, g: np.ndarray, alpha: float = 0.99, eps: float = 0.1):
         _check_flat("g", g)
         self.g = g
         self.alpha = float(alpha)
         self.eps = float(eps)
-        self.shared = bool(shared)
 
     def step(self, params: np.ndarray, grads: np.ndarray, lr: float) -> None:
         rmsprop_step(params, grads, self.g, lr, self.alpha, self.eps)
@@ -321,7 +320,7 @@ def make_optimizer(
             raise ValueError("kind 'shared_rmsprop' needs shared_stats (SharedState.opt_stats)")
         if shared_stats.shape != (n_params,):
             raise ValueError(f"shared_stats has shape {shared_stats.shape}, expected ({n_params},)")
-        return RMSProp(shared_stats, alpha=alpha, eps=eps, shared=True)
+        return RMSProp(shared_stats, alpha=alpha, eps=eps)
     if shared_stats is not None:
         raise ValueError(f"kind {kind!r} keeps per-worker state; do not pass shared_stats")
     if kind == "rmsprop":

@@ -50,7 +50,6 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "DEFAULT_KEEP",
-    "MAY_DIFFER_ON_RESUME",
     "EPISODE_DTYPE",
     "Checkpoint",
     "RunFile",
@@ -75,25 +74,6 @@ FORMAT_VERSION = 2
 #: every write); the first write of a version-1 run moves it to episodes.bin.
 READABLE_VERSIONS = (1, 2)
 DEFAULT_KEEP = 5
-
-#: Config keys that may change between a run and its resumption; every other key must be
-#: equal (``check_compatible``). Names absent from a config are simply not compared.
-MAY_DIFFER_ON_RESUME = frozenset(
-    {
-        "steps",
-        "total_steps",
-        "out_dir",
-        "resume",
-        "checkpoint_every",
-        "checkpoint_interval",
-        "keep_checkpoints",
-        "log_every",
-        "log_interval",
-        "progress",
-        "verbose",
-        "quiet",
-    }
-)
 
 #: One row of the episode log. ``wall_time`` is seconds since the run started (continuing
 #: across resumes), not a Unix time.
@@ -220,6 +200,9 @@ class Checkpoint:
     rng_state         named arrays or JSON values (e.g. bit-generator states)
     n_episodes        episodes in the log when the checkpoint was written
     saved_at          Unix time of the write
+    norm_moments      named running moments [count, mean, M2] of the observations
+                      ("obs") and the discounted return ("return") when the run
+                      normalises them (``nbasync.normalise``); empty otherwise
     ================  ==========================================================
     """
 
@@ -231,6 +214,7 @@ class Checkpoint:
     rng_state: dict[str, Any] = field(default_factory=dict)
     n_episodes: int = 0
     saved_at: float = 0.0
+    norm_moments: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -570,12 +554,13 @@ class RunFile:
         self,
         config: dict,
         param_layout=None,
-        may_differ: frozenset[str] | set[str] = MAY_DIFFER_ON_RESUME,
+        may_differ: frozenset[str] | set[str] = frozenset(),
     ) -> None:
         """Raise ``RunFileError`` naming the first differing setting if a run with
         ``config`` (and ``param_layout``, when given) cannot continue this run.
 
-        Keys in ``may_differ`` are not compared; a key present on one side only differs.
+        Keys in ``may_differ`` are not compared (which settings a resumed run may change is
+        ``config.RESUMABLE``'s business); a key present on one side only differs.
         """
         stored = self._config
         new = json.loads(_to_json(config))
@@ -820,6 +805,7 @@ class RunFile:
             rng_state=rng,
             n_episodes=int(g.attrs["n_episodes"]),
             saved_at=float(g.attrs["saved_at"]),
+            norm_moments={k: v[()] for k, v in g["norm"].items()} if "norm" in g else {},
         )
 
     def write_checkpoint(
@@ -830,6 +816,7 @@ class RunFile:
         worker_steps: np.ndarray | None = None,
         elapsed_s: float = 0.0,
         rng_state: dict[str, Any] | None = None,
+        norm_moments: dict[str, np.ndarray] | None = None,
     ) -> Checkpoint:
         """Add a checkpoint at global step ``step`` (replacing one at the same step), drop
         all but the newest ``keep``, and atomically replace run.h5 (buffered episodes are
@@ -867,6 +854,10 @@ class RunFile:
             rng_state=rng,
             n_episodes=n_episodes,
             saved_at=time.time(),
+            norm_moments={
+                str(k): np.array(v, dtype=np.float64, copy=True)
+                for k, v in (norm_moments or {}).items()
+            },
         )
         self._write(new_ckpt=ckpt)
         ckpt.rng_state = {k: (json.loads(v) if isinstance(v, str) else v) for k, v in rng.items()}
@@ -957,6 +948,10 @@ class RunFile:
         stats = g.create_group("opt_stats")
         for k, v in ckpt.opt_stats.items():
             stats.create_dataset(k, data=v)
+        if ckpt.norm_moments:
+            norm = g.create_group("norm")
+            for k, v in ckpt.norm_moments.items():
+                norm.create_dataset(k, data=v)
         rng = g.create_group("rng_state")
         for k, v in ckpt.rng_state.items():
             if isinstance(v, str):

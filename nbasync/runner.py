@@ -32,18 +32,43 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait as _wait_ready
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import RunFailedError, UserInputError
 from .shared import SharedHandle, SharedState, install_sigterm_exit
 
-__all__ = ["run_workers", "RunResult", "WorkerError", "THREAD_ENV", "pinned_thread_env"]
+__all__ = [
+    "run_workers",
+    "RunResult",
+    "WorkerError",
+    "WorkerRestarted",
+    "WorkerStalled",
+    "THREAD_ENV",
+    "pinned_thread_env",
+]
 
 #: Set to "1" in every worker's environment (one compute thread per process: Hogwild scales
 #: with processes, not with threads inside them).
 THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 _ERROR_TAG = "worker_error"  # (tag, index, exc_type, message, traceback, kind) - consumed here
+
+
+class WorkerRestarted(NamedTuple):
+    """The runner's event: dead worker ``index`` (``exitcode``) was started again."""
+
+    kind: str
+    index: int
+    exitcode: int
+
+
+class WorkerStalled(NamedTuple):
+    """The runner's event ("restart" mode): worker ``index`` made no step for ``seconds``;
+    it was killed and a replacement started."""
+
+    kind: str
+    index: int
+    seconds: float
 
 
 def _error_kind(exc: BaseException) -> str:
@@ -192,8 +217,9 @@ def run_workers(
                ``on_event(tuple)`` for each (in the parent's main thread)
         stop   multiprocessing Event set when the run stops; workers should poll it (or the
                cheaper ``state.stop_requested()``, set at the same time) and return
-    on_event(event): called for each event tuple from the workers. The runner adds one kind:
-        ("worker_restarted", index, exitcode) when a dead worker was restarted.
+    on_event(event): called for each event tuple from the workers. The runner adds its own
+        kinds: ``WorkerRestarted("worker_restarted", index, exitcode)`` when a dead worker
+        was restarted, ``WorkerStalled("worker_stalled", index, seconds)`` (see below).
     should_stop(): checked every ``poll_s`` seconds; True stops the run (reason "stopped").
     on_poll(): called every ``poll_s`` seconds (progress line, checkpoints).
     warmup(): called once in the parent BEFORE spawning (compile numba kernels so that the
@@ -208,7 +234,7 @@ def run_workers(
         (before its first step it gets ``START_ALLOWANCE_S``, 180 s, if that is longer:
         start-up). It is SIGKILLed at once, then
         handled like a dead worker: "stop" raises ``WorkerError`` ("worker 1 (pid 123) made
-        no step for 30 s"), "restart" reports ``("worker_stalled", index, seconds)`` and
+        no step for 30 s"), "restart" reports ``WorkerStalled`` and
         starts a new one. None or 0: not watched.
 
     A dead worker is noticed within ~0.1 s. Ctrl-C (KeyboardInterrupt) and SIGTERM
@@ -291,7 +317,7 @@ def run_workers(
                         start(i)
                         running += 1
                         if on_event is not None:
-                            on_event(("worker_restarted", i, code))
+                            on_event(WorkerRestarted("worker_restarted", i, code))
                     else:
                         if on_worker_death == "restart":
                             err = WorkerError(
@@ -310,7 +336,7 @@ def run_workers(
                     if on_worker_death == "restart" and restarts < max_restarts:
                         restarts += 1
                         if on_event is not None:
-                            on_event(("worker_stalled", i, seconds))
+                            on_event(WorkerStalled("worker_stalled", i, seconds))
                         start(i)
                     else:
                         failure = err

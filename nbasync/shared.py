@@ -21,6 +21,10 @@ Layout: ONE POSIX shared-memory segment named ``nbasync_<parent pid>_<random hex
     params   n_params floats   (page-aligned)
     opt_stats n_params floats  (optional: shared RMSProp g, zeros at start)
     target   n_params floats   (optional: Q methods' theta_minus)
+    obs_moments    (n_workers + 1) x (1 + 2 d) float64 (optional: running moments of the
+                   observations, ``nbasync.normalise``; row 0 restored from a checkpoint,
+                   row i + 1 written only by worker i)
+    return_moments (n_workers + 1) x 3 float64 (optional: the same for the discounted return)
 
 Global step T = sum of the per-worker slots: workers never contend on one counter; reading T
 costs a sum over n_workers int64 (aligned 8-byte loads are atomic on the supported CPUs).
@@ -65,6 +69,8 @@ from multiprocessing.shared_memory import SharedMemory
 
 import numpy as np
 
+from .normalise import moments_width
+
 __all__ = [
     "SharedState",
     "SharedHandle",
@@ -91,13 +97,33 @@ class SharedHandle:
     optimizer_stats: bool
     dtype: str
     owner_pid: int
+    obs_norm_dim: int = 0  # > 0: running moments of the observations (nbasync.normalise)
+    return_norm: bool = False  # running moments of the discounted return
 
 
 def _round_up(x: int, a: int) -> int:
     return (x + a - 1) // a * a
 
 
-def _layout(n_params: int, n_workers: int, target: bool, stats: bool, itemsize: int):
+def _norm_shapes(n_workers: int, obs_norm_dim: int, return_norm: bool) -> dict:
+    """Row 0: moments restored from a checkpoint; row i + 1: worker i's own (normalise.py)."""
+    shapes = {}
+    if obs_norm_dim > 0:
+        shapes["obs_moments"] = (n_workers + 1, moments_width(obs_norm_dim))
+    if return_norm:
+        shapes["return_moments"] = (n_workers + 1, moments_width(1))
+    return shapes
+
+
+def _layout(
+    n_params: int,
+    n_workers: int,
+    target: bool,
+    stats: bool,
+    itemsize: int,
+    obs_norm_dim: int = 0,
+    return_norm: bool = False,
+):
     ctrl_bytes = (n_workers + _N_CTRL) * _SLOT * 8
     off = _round_up(ctrl_bytes, _ALIGN)
     vec = _round_up(n_params * itemsize, _ALIGN)
@@ -109,6 +135,9 @@ def _layout(n_params: int, n_workers: int, target: bool, stats: bool, itemsize: 
     if target:
         offsets["target"] = off
         off += vec
+    for key, shape in _norm_shapes(n_workers, obs_norm_dim, return_norm).items():
+        offsets[key] = off
+        off += _round_up(shape[0] * shape[1] * 8, _ALIGN)
     return ctrl_bytes, offsets, max(off, _ALIGN)
 
 
@@ -231,7 +260,13 @@ class SharedState:
         self._tlock = threading.Lock()
         dtype = np.dtype(handle.dtype)
         ctrl_bytes, offsets, _ = _layout(
-            handle.n_params, handle.n_workers, handle.target, handle.optimizer_stats, dtype.itemsize
+            handle.n_params,
+            handle.n_workers,
+            handle.target,
+            handle.optimizer_stats,
+            dtype.itemsize,
+            handle.obs_norm_dim,
+            handle.return_norm,
         )
         buf = shm.buf
         self._ctrl = np.ndarray(
@@ -252,6 +287,15 @@ class SharedState:
         self.params: np.ndarray = view("params")
         self.opt_stats: np.ndarray | None = view("opt_stats")
         self.target: np.ndarray | None = view("target")
+        norm = _norm_shapes(handle.n_workers, handle.obs_norm_dim, handle.return_norm)
+
+        def rows(key):
+            if key not in norm:
+                return None
+            return np.ndarray(norm[key], dtype=np.float64, buffer=buf, offset=offsets[key])
+
+        self.obs_moments: np.ndarray | None = rows("obs_moments")
+        self.return_moments: np.ndarray | None = rows("return_moments")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -263,6 +307,8 @@ class SharedState:
         target: bool = True,
         optimizer_stats: bool = True,
         dtype=np.float32,
+        obs_norm_dim: int = 0,
+        return_norm: bool = False,
     ) -> SharedState:
         """Create the segment (parent only). Every array starts at zero; counters at zero."""
         if n_params <= 0 or n_workers <= 0:
@@ -270,7 +316,17 @@ class SharedState:
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-        _, _, size = _layout(n_params, n_workers, target, optimizer_stats, dtype.itemsize)
+        if obs_norm_dim < 0:
+            raise ValueError(f"obs_norm_dim must be >= 0, got {obs_norm_dim}")
+        _, _, size = _layout(
+            n_params,
+            n_workers,
+            target,
+            optimizer_stats,
+            dtype.itemsize,
+            int(obs_norm_dim),
+            bool(return_norm),
+        )
         install_sigterm_exit()
         _quiet_resource_tracker()
         name = f"{SEGMENT_PREFIX}{os.getpid()}_{secrets.token_hex(6)}"
@@ -289,6 +345,8 @@ class SharedState:
                 optimizer_stats=bool(optimizer_stats),
                 dtype=dtype.str,
                 owner_pid=os.getpid(),
+                obs_norm_dim=int(obs_norm_dim),
+                return_norm=bool(return_norm),
             )
             state = cls(shm, handle, owner=True)
             state._ctrl[:] = 0

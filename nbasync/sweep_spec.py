@@ -23,8 +23,9 @@ import numpy as np
 from .config import ConfigError, TrainConfig, build_config, coerce
 from .errors import UserInputError
 
-#: A repeat k > 0 of a trial runs with seed + REPEAT_SEED_STRIDE * k (worker i of a run uses
-#: seed + i, so the stride keeps repeats' worker seeds apart for up to 1000 workers).
+#: A repeat k > 0 of a trial runs with seed + REPEAT_SEED_STRIDE * k. Worker i's random
+#: streams derive from (seed, i, run segment), so any two seeds already give distinct
+#: streams; the stride keeps a repeat's seed recognisable (0, 1000, 2000, ...).
 REPEAT_SEED_STRIDE = 1000
 
 # Settings the sweep decides for every trial; a spec may not set them.

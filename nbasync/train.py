@@ -3,7 +3,8 @@
 Owns the order of things: probe the environment, build and initialise the network, create
 (or reopen) the run file, create the shared state, compile the kernels once, start the
 workers through the runner, show progress, write checkpoints, and evaluate at the end. The
-workers' own loop is in ``nbasync.algos``. Counts are agent steps throughout.
+parts come from ``nbasync.build``, the algorithm from the registry (``nbasync.algos``), the
+workers' entry from ``nbasync.worker``. Counts are agent steps throughout.
 """
 
 from __future__ import annotations
@@ -20,13 +21,21 @@ from typing import Any
 
 import numpy as np
 
-from .algos import ALGORITHMS, worker_main
-from .algos.base import EPISODE_EVENT, ActorLearner, build_network, env_options, env_spec
-from .algos.evaluate import EvalResult, evaluate
-from .algos.telemetry import TELEMETRY_EVENT
-from .config import ConfigError, TrainConfig, build_config, validate
-from .envs import make_env
+from .algos import AlgorithmSpec, get_algorithm, run_worker
+from .build import build_network, normalisation_layout, probe_env
+from .config import (
+    ConfigError,
+    TrainConfig,
+    build_config,
+    may_differ_on_resume,
+    resumed_settings,
+    validate,
+)
+from .envs import EnvInfo
 from .errors import DivergedError
+from .evaluate import EvalResult, evaluate
+from .events import EpisodeEvent, TelemetryEvent
+from .normalise import RunningMoments
 from .runfile import (
     LOCK_NAME,
     RunFile,
@@ -38,14 +47,7 @@ from .runfile import (
 )
 from .runner import run_workers
 from .shared import SharedState
-
-# Settings a resumed run may change; everything else must match the run file.
-RESUMABLE = frozenset(
-    {
-        "steps", "workers", "quiet", "checkpoint_every", "eval_episodes", "out", "time_limit",
-        "skip_limit", "stall_timeout", "telemetry_every",
-    }
-)  # fmt: skip
+from .worker import WorkerArgs, worker_main
 
 
 @dataclass
@@ -128,41 +130,46 @@ def default_out_dir(config: TrainConfig) -> Path:
     return Path("runs") / f"{config.algo}-{env}-s{config.seed}-{stamp}"
 
 
-def probe_env(config: TrainConfig):
-    """Make one env in the parent: fails early, with one line, on an id or space we cannot use."""
-    env = make_env(config.env, seed=config.seed, **env_options(config))
-    try:
-        return env_spec(env, config.env, continuous_ok=config.algo == "a3c")
-    finally:
-        env.close()
-
-
-def warm_up(config: TrainConfig, spec) -> None:
+def warm_up(config: TrainConfig, algo: AlgorithmSpec) -> None:
     """Compile (or load from numba's cache) every kernel a worker uses, once, in the parent,
-    so N workers start by loading the cache instead of compiling N times: the real worker
-    loop runs here for a few updates, on a throwaway shared state."""
+    so N workers start by loading the cache instead of compiling N times.
+
+    It runs the worker's own code (:func:`~nbasync.algos.run_worker`: the algorithm's loop
+    on its environment) for three rollouts on a throwaway shared state, in this process: a
+    list of kernels to call instead would drift from what the algorithms call (env
+    preprocessing, forward and backward at every row count, targets, loss, optimiser,
+    telemetry), and this also fails early, before any worker is spawned, on a shape or dtype
+    the configuration cannot run.
+    """
     short = config.replace(steps=3 * (config.t_max + 1), workers=1)
-    net = build_network(short, spec, max_batch=short.t_max + 1)
+    info = probe_env(short, algo.continuous)
+    net = build_network(short, info, algo.head, max_batch=1)
+    obs_norm_dim, return_norm = normalisation_layout(short, info)
     with SharedState.create(
         n_params=net.n_params,
         n_workers=1,
-        target=short.is_value_method,
+        target=algo.target_network,
         optimizer_stats=short.optimizer == "shared_rmsprop",
+        obs_norm_dim=obs_norm_dim,
+        return_norm=return_norm,
     ) as state:
         net.bind(state.params, net.grads)
         net.init_params(0)
         if state.target is not None:
             state.target[:] = state.params
-        learner = ActorLearner(short, 0, state, queue.SimpleQueue(), None)
-        ALGORITHMS[short.algo](learner)
-        learner.env.close()
+        run_worker(short, algo, 0, state, queue.SimpleQueue())
 
 
-def train(config: TrainConfig) -> TrainSummary:
-    """Run ``config`` from scratch; returns a summary (and writes ``<out>/run.h5``)."""
+def train(config: TrainConfig, announce: str | None = None) -> TrainSummary:
+    """Run ``config`` from scratch; returns a summary (and writes ``<out>/run.h5``).
+
+    ``announce``: a line for stderr once the input is known to be good and the run directory
+    exists (the CLI's list of settings and their sources), unless ``config.quiet``."""
     validate(config)
-    spec = probe_env(config)
-    net = build_network(config, spec, max_batch=config.t_max + 1)
+    algo = get_algorithm(config.algo)
+    info = probe_env(config, algo.continuous)
+    normalisation_layout(config, info)  # --obs-norm on images: refused before any file
+    net = build_network(config, info, algo.head, max_batch=1)
     net.init_params(config.seed)
     out_dir = Path(config.out) if config.out else default_out_dir(config)
     config = config.replace(out=str(out_dir))
@@ -173,8 +180,10 @@ def train(config: TrainConfig) -> TrainSummary:
         lock = lock or lock_run_dir(out_dir)
         runfile = RunFile.create(out_dir, config.to_dict(), net.layout)
         write_step_zero_checkpoint(runfile, config, net.params)
+        if announce and not config.quiet:
+            print(announce, file=sys.stderr, flush=True)
         with contextlib.closing(runfile):
-            return _run(config, spec, runfile, net.params, None, None, segment=0)
+            return _run(config, algo, info, runfile, net.params, None, None, segment=0)
     finally:
         if lock is not None:
             lock.release()
@@ -199,8 +208,8 @@ def write_step_zero_checkpoint(runfile: RunFile, config: TrainConfig, params: np
 
 
 def resume(run_dir: str | Path, overrides: dict[str, Any]) -> TrainSummary:
-    """Continue the run in ``run_dir`` from its latest checkpoint. Only RESUMABLE settings
-    (e.g. a larger --steps) may differ from the run file's."""
+    """Continue the run in ``run_dir`` from its latest checkpoint. Only
+    ``config.RESUMABLE`` settings (e.g. a larger --steps) may differ from the run file's."""
     lock = _lock_if_marked(Path(run_dir) if Path(run_dir).is_dir() else Path(run_dir).parent)
     try:
         return _resume_locked(run_dir, overrides, lock)
@@ -212,16 +221,7 @@ def resume(run_dir: str | Path, overrides: dict[str, Any]) -> TrainSummary:
 def _resume_locked(run_dir: str | Path, overrides: dict[str, Any], lock: RunLock | None):
     runfile = RunFile.open(run_dir)
     stored = dict(runfile.config())
-    for key, value in overrides.items():
-        if key not in RESUMABLE:
-            old = TrainConfig.from_dict({key: stored.get(key)}).to_dict()[key]
-            new = TrainConfig.from_dict({key: value}).to_dict()[key]
-            if old != new:
-                raise ConfigError(
-                    f"--{key.replace('_', '-')}: cannot change {key} when resuming "
-                    f"(run file has {old!r})"
-                )
-    config = build_config({**stored, **{k: v for k, v in overrides.items() if k in RESUMABLE}})
+    config = build_config(resumed_settings(stored, overrides))
     config = config.replace(out=str(runfile.out_dir))
     ckpt = runfile.latest_checkpoint()
     if ckpt is None:
@@ -229,11 +229,10 @@ def _resume_locked(run_dir: str | Path, overrides: dict[str, Any], lock: RunLock
             f"{runfile.path} has no checkpoint to resume from; start the run again with "
             f"--out {runfile.out_dir} (nothing in it would be lost)"
         )
-    spec = probe_env(config)
-    net = build_network(config, spec, max_batch=config.t_max + 1)
-    runfile.check_compatible(
-        config.to_dict(), net.layout, may_differ=RESUMABLE | settings_added_since(stored)
-    )
+    algo = get_algorithm(config.algo)
+    info = probe_env(config, algo.continuous)
+    net = build_network(config, info, algo.head, max_batch=1)
+    runfile.check_compatible(config.to_dict(), net.layout, may_differ=may_differ_on_resume(stored))
     if ckpt.step >= config.steps:
         raise ConfigError(
             f"--steps: the run is already at step {ckpt.step}; ask for more than that to continue"
@@ -245,42 +244,51 @@ def _resume_locked(run_dir: str | Path, overrides: dict[str, Any], lock: RunLock
         with contextlib.closing(runfile):
             return _run(
                 config,
-                spec,
+                algo,
+                info,
                 runfile,
                 ckpt.params,
                 ckpt.opt_stats,
                 ckpt.worker_steps,
                 segment,
                 elapsed0=ckpt.elapsed_s,
+                norm_moments=ckpt.norm_moments,
             )
     finally:
         lock.release()
 
 
-def settings_added_since(stored: dict[str, Any]) -> frozenset[str]:
-    """Settings a newer nbasync has that the run file does not: they take their defaults
-    (which must leave the run as it was); anything else would be a real mismatch."""
-    return frozenset(set(TrainConfig().to_dict()) - set(stored))
-
-
 def _run(
     config: TrainConfig,
-    spec,
+    algo: AlgorithmSpec,
+    info: EnvInfo,
     runfile: RunFile,
     params: np.ndarray,
     opt_stats: dict[str, np.ndarray] | None,
     worker_steps: np.ndarray | None,
     segment: int,
     elapsed0: float = 0.0,
+    norm_moments: dict[str, np.ndarray] | None = None,
 ) -> TrainSummary:
-    warm_up(config, spec)
+    warm_up(config, algo)
     progress = Progress(total_steps=config.steps, quiet=config.quiet)
+    obs_norm_dim, return_norm = normalisation_layout(config, info)
     with SharedState.create(
         n_params=params.size,
         n_workers=config.workers,
-        target=config.is_value_method,
+        target=algo.target_network,
         optimizer_stats=config.optimizer == "shared_rmsprop",
+        obs_norm_dim=obs_norm_dim,
+        return_norm=return_norm,
     ) as state:
+        moments = {  # the shared normalisation statistics, by checkpoint name
+            name: RunningMoments(rows, slot=None)
+            for name, rows in (("obs", state.obs_moments), ("return", state.return_moments))
+            if rows is not None
+        }
+        for name, m in moments.items():  # a resumed run counts on from its checkpoint
+            if norm_moments and name in norm_moments:
+                m.restore(norm_moments[name])
         state.params[:] = params
         if state.target is not None:
             state.target[:] = params
@@ -303,19 +311,19 @@ def _run(
                 worker_steps=np.array([state.worker_steps(i) for i in range(config.workers)]),
                 elapsed_s=elapsed(),
                 rng_state={"seed": config.seed, "segment": segment},
+                norm_moments={name: m.merged(prior=False) for name, m in moments.items()},
             )
 
         tele_dtype = telemetry_dtype(len(runfile.param_layout()))
 
         def on_event(event: tuple) -> None:
-            """Dispatch on the event's kind (``algos.base.EpisodeEvent``,
-            ``algos.telemetry.TelemetryEvent``); the runner's own kinds are not logged."""
-            kind = event[0]
-            if kind == EPISODE_EVENT:
-                _, worker, step, wall, ret, length = event
-                runfile.append_episode(worker, step, elapsed0 + wall - started, ret, length)
-                progress.episode(ret)
-            elif kind == TELEMETRY_EVENT:
+            """Dispatch on the event's type (``nbasync.events``); the runner's own kinds
+            (a worker restarted or stalled) are not logged."""
+            if isinstance(event, EpisodeEvent):
+                run_time = elapsed0 + event.wall - started
+                runfile.append_episode(event.worker, event.step, run_time, event.ret, event.length)
+                progress.episode(event.ret)
+            elif isinstance(event, TelemetryEvent):
                 rows = np.frombuffer(event.rows, tele_dtype).copy()
                 rows["wall_time"] += elapsed0 - started
                 runfile.append_telemetry(rows)
@@ -363,7 +371,7 @@ def _run(
                 worker_main,
                 n_workers=config.workers,
                 state=state,
-                worker_args=(config.to_dict(), segment),
+                worker_args=WorkerArgs(config.to_dict(), segment, algo),
                 on_event=on_event,
                 should_stop=lambda: (
                     bool(config.time_limit) and time.time() - started >= config.time_limit
@@ -385,9 +393,16 @@ def _run(
         step = state.global_step()
         progress.show(step, final=True)
         params_final = state.params.copy()
+        obs_final = moments["obs"].merged(prior=False) if "obs" in moments else None
     evaluation = None
     if config.eval_episodes:
-        evaluation = evaluate(config, params_final, config.eval_episodes, seed=config.seed + 10_000)
+        evaluation = evaluate(
+            config,
+            params_final,
+            config.eval_episodes,
+            seed=config.seed + 10_000,
+            obs_moments=obs_final,
+        )
     return TrainSummary(
         Path(config.out),
         step,
@@ -409,33 +424,3 @@ def restore_step_slots(state: SharedState, worker_steps: np.ndarray) -> None:
 
 def _next_multiple(step: int, every: int) -> int:
     return (step // every + 1) * every if every else 0
-
-
-def evaluate_run(
-    run: str | Path,
-    episodes: int = 10,
-    seed: int = 12345,
-    greedy: bool = True,
-    epsilon: float = 0.0,
-    gif_path: str | None = None,
-) -> EvalResult:
-    """Play ``episodes`` with the latest checkpoint of a run file."""
-    runfile = RunFile.open(run)
-    config = TrainConfig.from_dict(runfile.config())
-    ckpt = runfile.latest_checkpoint()
-    if ckpt is None:
-        raise RunFileError(f"{runfile.path} has no checkpoint")
-    spec = probe_env(config)
-    net = build_network(config, spec, max_batch=1)
-    # The config is the run's own: only the network must match the stored parameters.
-    stored = runfile.config()
-    runfile.check_compatible(stored, net.layout, may_differ=frozenset(stored))
-    return evaluate(
-        config,
-        ckpt.params,
-        episodes,
-        seed=seed,
-        greedy=greedy,
-        epsilon=epsilon,
-        gif_path=gif_path,
-    )

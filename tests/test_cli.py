@@ -27,6 +27,11 @@ BAD_INPUTS = [
     ("train", ["--algo", "dqn"], "unknown algorithm 'dqn'"),
     ("train", ["--env", "NoSuchEnv-v0"], "NoSuchEnv-v0"),
     ("train", ["--t-max", "0"], "--t-max"),
+    ("train", ["--obs-norm", "--env", "nbasync/Labyrinth-v0"], "--obs-norm: needs vector"),
+    ("train", ["--env-kwargs", "continuous"], "--env-kwargs: 'continuous' is not key=value"),
+    ("train", ["--env-kwargs", "a=1,a=2"], "--env-kwargs: 'a' given twice"),
+    ("train", ["--env-kwargs", "bogus=1"], "unexpected keyword argument 'bogus'"),
+    ("train", ["--resume", "{run}", "--print-settings"], "--print-settings: not with --resume"),
     ("train", ["--t-max", "2.5"], "--t-max: invalid value '2.5'"),
     ("train", ["--lr", "-0.1"], "--lr"),
     ("train", ["--lr", "nan"], "--lr"),
@@ -48,6 +53,12 @@ BAD_INPUTS = [
     ("train", ["--network", "resnet"], "unknown network 'resnet'"),
     ("train", ["--telemetry-every", "-1"], "--telemetry-every: must be >= 0, got -1"),
     ("train", ["--telemetry-every", "2.5"], "--telemetry-every: invalid value '2.5'"),
+    ("train", ["--algo", "a3c_gae", "--gae-lambda", "1.5"], "--gae-lambda: must be in [0, 1]"),
+    ("train", ["--algo", "a3c_gae", "--gae-lambda", "nan"], "--gae-lambda: must be in [0, 1]"),
+    ("train", ["--gae-lambda", "0.9"], "--gae-lambda: a3c does not use it (only a3c_gae"),
+    ("train", ["--dueling"], "--dueling: a3c does not use it (only onestep_q,"),
+    ("train", ["--algo", "a3c_gae", "--dueling"], "--dueling: a3c_gae does not use it"),
+    ("train", ["--algo", "nstep_q", "--recurrent"], "--recurrent: only a3c, a3c_gae have"),
     # nbasync-train: config files
     ("train", ["--config", "/nonexistent/x.toml"], "config file not found"),
     ("train", ["--config", "{toml:workers = true}"], "--workers: invalid value True"),
@@ -58,6 +69,8 @@ BAD_INPUTS = [
     ("train", ["--resume", "/nonexistent/run"], "no run file"),
     ("train", ["--out", "{run}", "--steps", "100"], "a run file already exists"),
     ("train", ["--resume", "{run}", "--lr", "0.5"], "cannot change lr"),
+    ("train", ["--resume", "{run}", "--algo", "a3c_gae"], "cannot change algo"),
+    ("train", ["--resume", "{run}", "--gae-lambda", "0.5"], "cannot change gae_lambda"),
     ("train", ["--resume", "{run}"], "already at step"),
     ("train", ["--out", "{tmp}/blocker/run", "--steps", "10"], "cannot create run directory"),
     # nbasync-eval
@@ -81,14 +94,13 @@ MAINS = {"train": train_main, "eval": eval_main, "plot": plot_main}
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """A CartPole run directory with one checkpoint at its full budget (no training)."""
-    from nbasync.algos.base import build_network
+    from nbasync.build import POLICY_VALUE, build_network, probe_env
     from nbasync.config import build_config
     from nbasync.runfile import RunFile
-    from nbasync.train import probe_env
 
     out = tmp_path_factory.mktemp("finished") / "run"
     config = build_config({"algo": "a3c", "steps": 100, "out": str(out)})
-    net = build_network(config, probe_env(config), max_batch=config.t_max + 1)
+    net = build_network(config, probe_env(config, True), POLICY_VALUE, max_batch=1)
     net.init_params(0)
     rf = RunFile.create(out, config.to_dict(), net.layout)
     rf.write_checkpoint(100, net.params, worker_steps=[50, 50])
@@ -202,3 +214,32 @@ def test_divergence_is_a_run_failure_not_bad_input(capsys):
 
     assert _run("nbasync-train", main, []) == 3
     assert capsys.readouterr().err == "nbasync-train: error: training diverged at step 5: x\n"
+
+
+def test_print_settings_lists_every_setting_with_its_source_and_trains_nothing(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "c.toml"
+    config.write_text("lr = 0.003\nt_max = 20\n")
+    code = train_main(
+        ["--env", "ALE/Pong-v5", "--config", str(config), "--t-max", "10", "--print-settings"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()}
+    assert rows["t_max"] == ["10", "command", "line"]
+    assert rows["lr"] == ["0.003", "config", "file", str(config)]
+    assert rows["steps"] == ["20000000", "preset", "atari"]
+    assert rows["gamma"] == ["0.99", "default"]
+    assert list(tmp_path.iterdir()) == [config]  # no run directory
+
+
+def test_a_run_starts_by_saying_which_settings_are_not_defaults(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = train_main(["--steps", "300", "--seed", "2", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 0
+    first = err.splitlines()[0]
+    assert first.startswith("settings (") and "command line: steps=300 seed=2" in first
+    assert "preset classic: lr=0.001" in first

@@ -88,3 +88,74 @@ def test_toml_presets(tmp_path):
 def test_round_trip_through_dict():
     c = build_config({"algo": "a3c", "hidden": (8, 8)})
     assert TrainConfig.from_dict(c.to_dict()) == c
+
+
+def test_each_setting_knows_where_it_came_from(tmp_path):
+    from nbasync.config import build_config_explained, explain_settings
+
+    config, sources = build_config_explained(
+        {"lr": 3e-3, "t_max": 20, "env": "ALE/Pong-v5"}, {"t_max": 10, "seed": 4}, "config file x"
+    )
+    assert (config.t_max, config.lr, config.seed) == (10, 3e-3, 4)
+    assert sources["t_max"] == "command line"  # the command line beats the file
+    assert sources["seed"] == "command line"
+    assert sources["lr"] == "config file x"  # the file beats the preset
+    assert sources["env"] == "config file x"
+    assert sources["steps"] == "preset atari" and config.steps == 20_000_000
+    assert sources["gamma"] == "default"
+    line = explain_settings(config, sources)
+    assert "\n" not in line and "command line: seed=4 t_max=10" in line
+    assert "preset atari: steps=20000000" in line and "gamma" not in line
+    table = explain_settings(config, sources, everything=True)
+    assert len(table.splitlines()) == len(config.to_dict())
+    assert any(row.split() == ["gamma", "0.99", "default"] for row in table.splitlines())
+
+
+def test_help_shows_the_values_the_preset_will_really_use():
+    from nbasync.cli import _effective_for_help, train_parser
+
+    def help_of(argv):
+        return " ".join(train_parser(_effective_for_help(argv)).format_help().split())
+
+    classic = help_of([])  # the default env, CartPole-v1: preset classic
+    assert "preset classic applied" in classic
+    assert "(default: 0.0, from preset classic)" in classic  # grad clip, not the field's 40
+    pong = help_of(["--env", "ALE/Pong-v5"])
+    assert "(default: 20000000, from preset atari)" in pong
+    assert "(default: 40.0)" in pong  # grad clip: the field's default, no preset
+    assert help_of(["--env", "ALE/Pong-v5", "--preset", "classic"]).count("preset atari") == 0
+
+
+def test_env_kwargs_parse_to_python_values():
+    from nbasync.config import parse_env_kwargs
+
+    assert parse_env_kwargs("") == {}
+    assert parse_env_kwargs("continuous=false, lap_complete_percent=0.9,size=64,mode=hard") == {
+        "continuous": False,
+        "lap_complete_percent": 0.9,
+        "size": 64,
+        "mode": "hard",
+    }
+    assert parse_env_kwargs("flag=True")["flag"] is True
+    for bad in ("x", "=1", "x=", "1x=2", "a=1,a=2"):
+        with pytest.raises(ConfigError, match="--env-kwargs"):
+            parse_env_kwargs(bad)
+
+
+def test_resume_rules_live_in_config():
+    """What a resumed run may change: RESUMABLE settings; another setting only to its own
+    value; a setting the run file predates only to its default."""
+    from nbasync.config import RESUMABLE, may_differ_on_resume, resumed_settings
+
+    stored = build_config({"algo": "a3c"}).to_dict()
+    del stored["gae_lambda"]  # a run file from before --gae-lambda existed
+    merged = resumed_settings(stored, {"steps": 10**6, "workers": 4, "lr": stored["lr"]})
+    assert (merged["steps"], merged["workers"], merged["lr"]) == (10**6, 4, stored["lr"])
+    assert "gae_lambda" not in resumed_settings(stored, {"gae_lambda": "1"})  # = default: ok
+    with pytest.raises(ConfigError, match="--lr: cannot change lr when resuming"):
+        resumed_settings(stored, {"lr": stored["lr"] * 2})
+    with pytest.raises(ConfigError, match="cannot change gae_lambda .*has 1.0"):
+        resumed_settings(stored, {"gae_lambda": 0.5})
+    skipped = may_differ_on_resume(stored)
+    assert skipped >= RESUMABLE and "gae_lambda" in skipped and "lr" not in skipped
+    assert build_config(resumed_settings(stored, {})).gae_lambda == 1.0

@@ -107,8 +107,21 @@ def test_checkpoint_float64_and_empty_optional_parts(tmp_path):
     ck = RunFile.open(tmp_path).load_checkpoint(5)
     assert ck.params.dtype == np.float64
     np.testing.assert_array_equal(ck.params, p)
-    assert ck.opt_stats == {} and ck.rng_state == {}
+    assert ck.opt_stats == {} and ck.rng_state == {} and ck.norm_moments == {}
     assert ck.worker_steps.shape == (0,)
+
+
+def test_checkpoint_normalisation_moments_round_trip(tmp_path):
+    rf = RunFile.create(tmp_path, CONFIG, LAYOUT)
+    moments = {"obs": np.array([12.0, 0.5, -3.0, 7.0, 1e-3]), "return": np.array([9.0, 2.0, 40.0])}
+    rf.write_checkpoint(10, np.zeros(N_PARAMS, np.float32), norm_moments=moments)
+    rf.write_checkpoint(20, np.zeros(N_PARAMS, np.float32), norm_moments=moments)
+    for step in (10, 20):
+        got = RunFile.open(tmp_path).load_checkpoint(step).norm_moments
+        assert got.keys() == moments.keys()
+        for k in moments:  # bit for bit, float64
+            assert got[k].dtype == np.float64
+            np.testing.assert_array_equal(got[k], moments[k])
 
 
 def test_checkpoint_group_names(tmp_path):
@@ -535,7 +548,13 @@ def test_bad_arguments(tmp_path):
 def test_check_compatible_accepts_same_and_allowed_changes(tmp_path):
     rf = RunFile.create(tmp_path, CONFIG, LAYOUT)
     rf.check_compatible(dict(CONFIG), LAYOUT)
-    rf.check_compatible({**CONFIG, "steps": 10_000_000, "out_dir": "/elsewhere"}, LAYOUT)
+    rf.check_compatible(
+        {**CONFIG, "steps": 10_000_000, "out_dir": "/elsewhere"},
+        LAYOUT,
+        may_differ={"steps", "out_dir"},
+    )
+    with pytest.raises(RunFileError, match="'steps' is new"):
+        rf.check_compatible({**CONFIG, "steps": 10_000_000}, LAYOUT)
     rf.check_compatible({**CONFIG, "hidden": (64, 64)})  # tuples compare as lists
 
 

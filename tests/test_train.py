@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from nbasync import train as train_mod
-from nbasync.algos.base import build_network
+from nbasync.algos import get_algorithm
+from nbasync.build import build_network, probe_env
 from nbasync.config import ConfigError, build_config
 from nbasync.runfile import RunFile, RunLockedError, lock_run_dir
 
@@ -113,7 +114,8 @@ def test_step_zero_checkpoint_and_lock_of_a_new_run(tmp_path, monkeypatch):
     config = small(tmp_path)
     train_mod.train(config)
     assert seen["steps"] == [0]
-    net = build_network(config, train_mod.probe_env(config), max_batch=6)
+    algo = get_algorithm(config.algo)
+    net = build_network(config, probe_env(config, algo.continuous), algo.head, max_batch=6)
     net.init_params(config.seed)
     np.testing.assert_array_equal(seen["params"], net.params)
     lock_run_dir(tmp_path / "run").release()  # released at the end

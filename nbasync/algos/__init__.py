@@ -1,35 +1,34 @@
-"""The four asynchronous algorithms of the paper, one module each, and the worker entry.
+"""The asynchronous algorithms, one module each, and the registry built from their specs.
 
-``ALGORITHMS`` maps an algorithm name to its ``run(actor_learner)`` loop. ``worker_main`` is
-the top-level function the runner starts in each process.
+Each module reads like the paper's pseudocode and ends with its ``SPEC``
+(:class:`~nbasync.algos.registry.AlgorithmSpec`); they are registered here, in the order
+``--help`` lists them. A new algorithm is a module with a ``SPEC`` added to this list (or
+``register(spec)`` from outside the package).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from . import a3c, a3c_gae, nstep_q, onestep_q, onestep_sarsa
+from .base import ActorLearner, run_worker
+from .registry import (
+    ALGORITHMS,
+    AlgorithmSpec,
+    algorithm_names,
+    check_config,
+    get_algorithm,
+    register,
+)
 
-from . import a3c, nstep_q, onestep_q, onestep_sarsa
-from .base import ActorLearner
+for _module in (onestep_q, onestep_sarsa, nstep_q, a3c, a3c_gae):
+    register(_module.SPEC)
 
-ALGORITHMS: dict[str, Callable[[ActorLearner], None]] = {
-    "onestep_q": onestep_q.run,
-    "onestep_sarsa": onestep_sarsa.run,
-    "nstep_q": nstep_q.run,
-    "a3c": a3c.run,
-}
-
-
-def worker_main(index: int, handle, args, events, stop) -> None:
-    """Entry of one worker process: attach the shared state, build the actor-learner, run."""
-    from ..config import TrainConfig
-    from ..shared import SharedState
-
-    config_dict, segment = args
-    config = TrainConfig.from_dict(config_dict)
-    state = SharedState.attach(handle)
-    try:
-        learner = ActorLearner(config, index, state, events, stop, segment)
-        ALGORITHMS[config.algo](learner)
-        learner.close()
-    finally:
-        state.close()
+__all__ = [
+    "ALGORITHMS",
+    "ActorLearner",
+    "AlgorithmSpec",
+    "algorithm_names",
+    "check_config",
+    "get_algorithm",
+    "register",
+    "run_worker",
+]

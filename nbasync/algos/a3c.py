@@ -16,84 +16,96 @@ backward over rows [0, t) is backpropagation through time over the rollout. The 
 
     episode start                 -> zeros                       (``w.reset()``)
     rollout cut by t_max          -> the next rollout starts from h, c after row t-1
-                                     (``net.carry_state(t)``, after the update: BPTT needs
-                                     the rollout's own initial state; no gradient crosses)
+                                     (``w.next_start``, after the update: BPTT needs the
+                                     rollout's own initial state; no gradient crosses)
     the bootstrap V(s_t) at row t -> reads h after row t-1 and changes nothing carried
 
-Continuous actions (:func:`run_continuous`): a Gaussian policy net and a separate value net
+Continuous actions (:func:`gaussian_policy`): a Gaussian policy net and a separate value net
 (:class:`~nbasync.nn.NetworkPair`, one flat vector, one shared RMSProp), a ~ N(mu, var)
 clipped to the action bounds for the environment; the loss uses the unclipped sample
 (:func:`~nbasync.nn.gaussian_a3c_loss`). Entropy beta 1e-4 in the paper's MuJoCo runs
 (the 'continuous' preset).
+
+:func:`actor_critic` is the loop; it takes the returns R_i as a function, so A3C with
+generalised advantage estimation (``a3c_gae.py``) is this loop with lambda-returns.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
+from ..build import POLICY_VALUE
 from ..nn import a3c_loss, gaussian_a3c_loss, gaussian_sample, sample_from_logits
 from .base import ActorLearner
+from .registry import AlgorithmSpec
 from .targets import discounted_returns
+
+#: ``returns(w, n, bootstrap) -> R`` (n,): the targets of the value and the policy's
+#: advantage R_i - V(s_i), over the rollout's rows [0, n).
+Returns = Callable[[ActorLearner, int, float], np.ndarray]
+
+
+def n_step_returns(w: ActorLearner, n: int, bootstrap: float) -> np.ndarray:
+    """R_i = r_i + gamma R_{i+1}, R_n = bootstrap: the paper's n-step returns."""
+    return discounted_returns(w.rewards[:n], bootstrap, w.config.gamma, w.targets[:n])
 
 
 def run(w: ActorLearner) -> None:
-    if not w.spec.discrete:
-        run_continuous(w)
-        return
+    """Algorithm S3."""
+    actor_critic(w, n_step_returns)
+
+
+def actor_critic(w: ActorLearner, returns: Returns) -> None:
+    """The A3C loop with the returns R_i given by ``returns``."""
     cfg = w.config
+    if w.env_info.discrete:
+        choose, loss = softmax_policy(w), a3c_loss
+    else:
+        choose, loss = gaussian_policy(w), gaussian_a3c_loss
+    value = w.net.n_outputs - 1  # the column of V(s)
+    obs = w.reset()
+    while not w.finished():
+        w.sync()
+        r = w.rollout(obs, choose)  # a_t ~ pi(.|s_t; theta') for up to t_max steps
+        n = r.n
+        bootstrap = 0.0 if r.terminated else float(w.act_forward(n, r.obs)[value])
+        R = returns(w, n, bootstrap)
+        loss(w.outputs[:n], w.actions[:n], R, cfg.entropy_beta, cfg.value_weight, w.dout[:n])
+        w.apply_gradients(n)
+        obs = w.next_start(r)  # a new episode, or the LSTM state carried on
+
+
+def softmax_policy(w: ActorLearner) -> Callable[[int, np.ndarray], int]:
+    """a_t ~ softmax(logits of s_t) (discrete actions)."""
     A = w.n_actions
-    obs = w.reset()
-    while not w.finished():
-        w.sync()
-        t = 0
-        terminated = truncated = False
-        while True:
-            out = w.act_forward(t, obs)
-            action = sample_from_logits(out[:A], w.rng.random())
-            w.actions[t] = action
-            obs, w.rewards[t], terminated, truncated = w.step(action)
-            t += 1
-            if terminated or truncated or t == cfg.t_max:
-                break
-        bootstrap = 0.0 if terminated else float(w.act_forward(t, obs)[A])
-        returns = discounted_returns(w.rewards[:t], bootstrap, cfg.gamma, w.targets[:t])
-        a3c_loss(
-            w.outputs[:t], w.actions[:t], returns, cfg.entropy_beta, cfg.value_weight, w.dout[:t]
-        )
-        w.apply_gradients(t)
-        if terminated or truncated:
-            obs = w.reset()  # LSTM state back to zeros
-        else:
-            w.net.carry_state(t)  # no-op for feed-forward nets
+
+    def choose(t: int, out: np.ndarray) -> int:
+        return sample_from_logits(out[:A], w.rng.random())
+
+    return choose
 
 
-def run_continuous(w: ActorLearner) -> None:
-    """A3C with a Gaussian policy; the same rollout/update structure as :func:`run`."""
-    cfg = w.config
-    D = w.action_dim
-    low, high = w.spec.action_low, w.spec.action_high
-    noise = np.zeros(D)
-    clipped = np.zeros(D, dtype=np.float32)
-    obs = w.reset()
-    while not w.finished():
-        w.sync()
-        t = 0
-        terminated = truncated = False
-        while True:
-            out = w.act_forward(t, obs)
-            w.rng.standard_normal(out=noise)
-            gaussian_sample(out, noise, low, high, w.actions[t], clipped)
-            obs, w.rewards[t], terminated, truncated = w.step(clipped)
-            t += 1
-            if terminated or truncated or t == cfg.t_max:
-                break
-        bootstrap = 0.0 if terminated else float(w.act_forward(t, obs)[2 * D])
-        returns = discounted_returns(w.rewards[:t], bootstrap, cfg.gamma, w.targets[:t])
-        gaussian_a3c_loss(
-            w.outputs[:t], w.actions[:t], returns, cfg.entropy_beta, cfg.value_weight, w.dout[:t]
-        )
-        w.apply_gradients(t)
-        if terminated or truncated:
-            obs = w.reset()
-        else:
-            w.net.carry_state(t)
+def gaussian_policy(w: ActorLearner) -> Callable[[int, np.ndarray], np.ndarray]:
+    """a_t ~ N(mu, var) recorded unclipped in ``w.actions[t]``; the env gets it clipped."""
+    low, high = w.env_info.action_low, w.env_info.action_high
+    noise = np.zeros(w.action_dim)
+    clipped = np.zeros(w.action_dim, dtype=np.float32)
+
+    def choose(t: int, out: np.ndarray) -> np.ndarray:
+        w.rng.standard_normal(out=noise)
+        gaussian_sample(out, noise, low, high, w.actions[t], clipped)
+        return clipped
+
+    return choose
+
+
+SPEC = AlgorithmSpec(
+    name="a3c",
+    summary="asynchronous advantage actor-critic (Algorithm S3): FF, LSTM, continuous",
+    head=POLICY_VALUE,
+    run=run,
+    continuous=True,
+    recurrent=True,
+)

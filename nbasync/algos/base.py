@@ -1,125 +1,38 @@
 """What every actor-learner has in common: a local network theta', its environment, its RNG,
-its optimiser, and the shared state it reads from and writes to.
+its optimiser, the shared state it reads from and writes to, and the act loop.
 
-An algorithm module only writes its rollout and its loss (see ``a3c.py``, ``nstep_q.py``,
-...); everything about buffers, episode bookkeeping, the global step T, the target copy and
-the lock-free update lives here once.
+An algorithm module only writes its choice of action, its targets and its loss (see
+``a3c.py``, ``nstep_q.py``, ...); everything about buffers, the act loop
+(:meth:`ActorLearner.rollout`), episode bookkeeping, the global step T, the target copy and
+the lock-free update lives here once. The parts themselves (environment, networks,
+optimiser) come from ``nbasync.build``, the same code the parent builds them with.
 
-Parameter handling (all four algorithms): each worker keeps a local copy theta' of the
-shared parameters, refreshed from theta before every rollout (Algorithms S2/S3 do this
-explicitly; for the one-step methods it means the gradient of one accumulation window is
-taken at one consistent theta'). Acting writes one activation row per step, so the update
-runs backward over the rollout without a second forward pass.
+Parameter handling (all algorithms): each worker keeps a local copy theta' of the shared
+parameters, refreshed from theta before every rollout (Algorithms S2/S3 do this explicitly;
+for the one-step methods it means the gradient of one accumulation window is taken at one
+consistent theta'). Acting writes one activation row per step, so the update runs backward
+over the rollout without a second forward pass.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from ..config import ConfigError, TrainConfig
-from ..envs import EnvInfo, describe, is_atari_id, make_env, require_discrete
-from ..nn import NetworkPair, atari_network, mlp_network
-from ..optim import clip_grad_norm, global_norm, linear_lr, make_optimizer
+from ..build import action_dim, build_network, build_optimizer, make_environment, obs_scale
+from ..events import EpisodeEvent
+from ..normalise import ObsNormaliser, ReturnScaler, RunningMoments
+from ..optim import clip_grad_norm, global_norm, linear_lr
 from .targets import draw_final_epsilon, epsilon_at
 from .telemetry import Telemetry
 
-EPISODE_EVENT = "episode"
-
-
-class EpisodeEvent(NamedTuple):
-    """Worker -> parent: one finished episode (``wall`` a Unix time). The parent dispatches
-    on ``kind`` (``telemetry.TelemetryEvent`` is the other kind a worker sends)."""
-
-    kind: str
-    worker: int
-    step: int
-    wall: float
-    ret: float
-    length: int
-
-
-def env_options(config: TrainConfig) -> dict[str, Any]:
-    if is_atari_id(config.env):
-        return {"terminal_on_life_loss": config.terminal_on_life_loss}
-    return {}
-
-
-def n_outputs(config: TrainConfig, spec: EnvInfo) -> int:
-    """A3C: policy logits + one value column; Q methods: one Q value per action.
-    Continuous A3C: mean and pre-variance per action dimension + V(s) (2D + 1, two nets)."""
-    if not spec.discrete:
-        return 2 * action_dim(spec) + 1
-    return spec.n_actions + 1 if config.algo == "a3c" else spec.n_actions
-
-
-def action_dim(spec: EnvInfo) -> int:
-    """Continuous action dimensions D (0 for discrete actions)."""
-    return 0 if spec.discrete else int(spec.action_low.size)
-
-
-def build_network(config: TrainConfig, spec: EnvInfo, max_batch: int, dtype=np.float32):
-    """The paper's Atari net for image observations, an MLP for vector observations; with
-    ``config.recurrent`` an LSTM of ``config.lstm_size`` cells before the head (A3C LSTM).
-
-    Continuous actions: a :class:`~nbasync.nn.NetworkPair` of a policy net (2D outputs:
-    Gaussian mean and pre-variance) and a value net (1 output) with the same trunk and no
-    shared parameters (the paper's MuJoCo set-up), over one flat parameter vector.
-    """
-    if not spec.discrete:
-        D = action_dim(spec)
-        policy = _trunk_network(config, spec, 2 * D, max_batch, dtype)
-        value = _trunk_network(config, spec, 1, max_batch, dtype)
-        return NetworkPair(policy, value, names=("policy", "value"))
-    return _trunk_network(config, spec, n_outputs(config, spec), max_batch, dtype)
-
-
-def _trunk_network(config: TrainConfig, spec: EnvInfo, n_out: int, max_batch: int, dtype):
-    kind = config.network
-    if kind == "auto":
-        kind = "atari" if len(spec.obs_shape) == 3 else "mlp"
-    lstm_size = config.lstm_size if config.recurrent else 0
-    _check_network_fits(kind, spec)
-    if kind == "atari":
-        return atari_network(
-            n_out,
-            in_channels=spec.obs_shape[0],
-            max_batch=max_batch,
-            dtype=dtype,
-            lstm_size=lstm_size,
-            input_size=spec.obs_shape[1:],
-        )
-    return mlp_network(
-        spec.obs_shape[0],
-        n_out,
-        hidden=config.hidden,
-        max_batch=max_batch,
-        dtype=dtype,
-        lstm_size=lstm_size,
-    )
-
-
-def _check_network_fits(kind: str, spec: EnvInfo) -> None:
-    """--network names a net the observations cannot feed: one line (exit 2), before any
-    file is written, instead of a shape error deep inside the first forward pass."""
-    if kind == "atari" and (len(spec.obs_shape) != 3 or min(spec.obs_shape[1:]) < 20):
-        raise ConfigError(
-            f"--network: atari (the conv net) needs (C, H, W) images of at least 20 x 20, "
-            f"this env gives shape {spec.obs_shape} (use --network mlp or auto)"
-        )
-    if kind == "mlp" and len(spec.obs_shape) != 1:
-        raise ConfigError(
-            f"--network: mlp needs vector observations, this env gives shape "
-            f"{spec.obs_shape} (use --network atari or auto)"
-        )
-
-
-def obs_scale(spec: EnvInfo) -> float:
-    """Images are uint8 (Atari, Labyrinth); the network sees them in [0, 1]."""
-    return 1.0 / 255.0 if np.dtype(spec.obs_dtype) == np.uint8 else 1.0
+if TYPE_CHECKING:
+    from ..config import TrainConfig
+    from .registry import AlgorithmSpec
 
 
 def worker_seed(config: TrainConfig, index: int, segment: int) -> np.random.SeedSequence:
@@ -133,40 +46,68 @@ def final_epsilon_of(config: TrainConfig, index: int) -> float:
     return draw_final_epsilon(rng, config.final_epsilons, config.final_epsilon_probs)
 
 
+class Rollout(NamedTuple):
+    """What :meth:`ActorLearner.rollout` did: ``n`` transitions (rows [0, n) of the
+    buffers), the state ``obs`` = s_n it ended in, and how it ended (neither: cut by t_max)."""
+
+    n: int
+    obs: Any
+    terminated: bool
+    truncated: bool
+
+
+def run_worker(
+    config: TrainConfig, algo: AlgorithmSpec, index: int, state, events, segment: int = 0
+) -> None:
+    """One worker's whole life on an attached shared state: build, run the algorithm's
+    loop until the run is finished, flush and close (the process entry is ``nbasync.worker``;
+    ``train``'s warm-up calls this in the parent with a short budget)."""
+    learner = ActorLearner(config, algo, index, state, events, segment)
+    try:
+        algo.run(learner)
+    finally:
+        learner.close()
+
+
 class ActorLearner:
-    """One worker's machinery. Algorithms call ``sync``, ``act_forward``, ``step``,
-    ``reset`` and ``apply_gradients``; the rest is bookkeeping."""
+    """One worker's machinery. Algorithms call ``sync``, ``rollout`` (or ``act_forward``
+    and ``step``), ``apply_gradients`` and ``next_start``; the rest is bookkeeping."""
 
     def __init__(
-        self, config: TrainConfig, index: int, state, events, stop, segment: int = 0
+        self,
+        config: TrainConfig,
+        algo: AlgorithmSpec,
+        index: int,
+        state,
+        events,
+        segment: int = 0,
     ) -> None:
         self.config = config
+        self.algo = algo
         self.index = index
         self.state = state
         self.events = events
-        self.stop = stop
         seeds = worker_seed(config, index, segment).spawn(2)
         self.rng = np.random.default_rng(seeds[0])
         env_seed = int(seeds[1].generate_state(1)[0] % (2**31 - 1))
-        self.env = make_env(config.env, seed=env_seed, **env_options(config))
-        self.spec = env_spec(self.env, config.env, continuous_ok=config.algo == "a3c")
-        self.n_actions = self.spec.n_actions  # None for continuous actions
-        self.action_dim = action_dim(self.spec)
-        self.scale = obs_scale(self.spec)
+        self.env, self.env_info = make_environment(config, env_seed, algo.continuous)
+        self.n_actions = self.env_info.n_actions  # None for continuous actions
+        self.action_dim = action_dim(self.env_info)
+        self.scale = obs_scale(self.env_info)
 
         t_max = config.t_max
         # Row t of every buffer is step t of the rollout; row t_max holds the state the
         # rollout ends in (for bootstrapping).
-        self.net = build_network(config, self.spec, max_batch=t_max + 1)
+        self.net = build_network(config, self.env_info, algo.head, max_batch=t_max + 1)
         self.net.params[:] = state.params
         self.target_net = None
-        if state.target is not None:
-            self.target_net = build_network(config, self.spec, max_batch=t_max + 1)
+        if algo.target_network:
+            self.target_net = build_network(config, self.env_info, algo.head, t_max + 1)
             self.target_net.bind(state.target, np.zeros_like(state.target))
-        self.obs = np.zeros((t_max + 1, *self.spec.obs_shape), dtype=np.float32)
+        self.obs = np.zeros((t_max + 1, *self.env_info.obs_shape), dtype=np.float32)
         self.outputs = np.zeros((t_max + 1, self.net.n_outputs), dtype=np.float32)
         self.dout = np.zeros((t_max + 1, self.net.n_outputs), dtype=np.float32)
-        if self.spec.discrete:
+        if self.env_info.discrete:
             self.actions = np.zeros(t_max + 1, dtype=np.int64)
         else:  # the unclipped Gaussian samples (the log-prob is of these)
             self.actions = np.zeros((t_max + 1, self.action_dim), dtype=np.float32)
@@ -174,21 +115,24 @@ class ActorLearner:
         self.terminated = np.zeros(t_max, dtype=np.bool_)
         self.targets = np.zeros(t_max, dtype=np.float32)
 
-        self.optimizer = make_optimizer(
-            config.optimizer,
-            self.net.n_params,
-            shared_stats=state.opt_stats if config.optimizer == "shared_rmsprop" else None,
-            alpha=config.rmsprop_alpha,
-            eps=config.rmsprop_eps,
-            momentum=config.momentum,
-        )
+        # Shared normalisation (config.obs_norm / return_norm): this worker writes row
+        # index + 1 of the shared moments and reads them all, merged, once per rollout.
+        self.obs_norm: ObsNormaliser | None = None
+        self.return_scaler: ReturnScaler | None = None
+        if state.obs_moments is not None:
+            self.obs_norm = ObsNormaliser(RunningMoments(state.obs_moments, index + 1))
+            self.raw_obs = np.zeros((t_max + 1, self.obs_norm.moments.dim), dtype=np.float32)
+        if state.return_moments is not None:
+            moments = RunningMoments(state.return_moments, index + 1)
+            self.return_scaler = ReturnScaler(moments, config.gamma)
+
+        self.optimizer = build_optimizer(config, self.net.n_params, state.opt_stats)
         # Largest gradient norm whose squares cannot overflow g (float32: ~1.8e19).
         self._max_unclipped_norm = math.sqrt(float(np.finfo(self.net.params.dtype).max))
         self.final_epsilon = final_epsilon_of(config, index)
         self.episode_return = 0.0
         self.episode_length = 0
         self.episodes = 0
-        self.start_time = time.time()
         self.telemetry: Telemetry | None = None
         if config.telemetry_every > 0:
             # Bound here, not tested per update: with telemetry off the hot path is unchanged.
@@ -199,9 +143,46 @@ class ActorLearner:
             self.apply_gradients = self._apply_gradients_recorded
 
     def close(self) -> None:
-        """End of the worker's loop: send the telemetry rows still buffered."""
+        """End of the worker's loop: send the telemetry rows still buffered, close the env."""
         if self.telemetry is not None:
             self.telemetry.flush()
+        self.env.close()
+
+    # -- the act loop -----------------------------------------------------------------------
+    def rollout(self, obs: np.ndarray, choose: Callable[[int, np.ndarray], Any]) -> Rollout:
+        """Act from s_0 = ``obs`` for up to t_max steps, or until the episode ends.
+
+        Step t: forward s_t through theta' into cache row t (``outputs[t]``), take the action
+        ``choose(t, outputs[t])`` returns, record ``rewards[t]`` (for learning) and
+        ``terminated[t]``. Discrete actions are recorded in ``actions[t]`` here; a
+        continuous ``choose`` records its unclipped sample itself and returns the clipped
+        action the environment gets.
+        """
+        t_max = self.config.t_max
+        discrete = self.env_info.discrete
+        t = 0
+        while True:
+            action = choose(t, self.act_forward(t, obs))
+            if discrete:
+                self.actions[t] = action
+            obs, self.rewards[t], terminated, truncated = self.step(action)
+            self.terminated[t] = terminated
+            t += 1
+            if terminated or truncated or t == t_max:
+                if self.obs_norm is not None:
+                    self.obs_norm.moments.observe(self.raw_obs[:t])
+                if self.return_scaler is not None:
+                    self.return_scaler.observe_pending()
+                return Rollout(t, obs, terminated, truncated)
+
+    def next_start(self, r: Rollout) -> np.ndarray:
+        """Where the next rollout starts (call after the update): a new episode (env reset,
+        LSTM state zeros) when ``r`` ended one; else s_n, with the LSTM state after row n-1
+        carried over (no gradient crosses; a no-op for feed-forward nets)."""
+        if r.terminated or r.truncated:
+            return self.reset()
+        self.net.carry_state(r.n)
+        return r.obs
 
     # -- counters -------------------------------------------------------------------------
     def global_step(self) -> int:
@@ -242,13 +223,12 @@ class ActorLearner:
         self.state.add_steps(self.index, 1)
         if truncated or (terminated and info.get("game_over", True)):
             self.events.put(
-                EpisodeEvent(
-                    EPISODE_EVENT,
-                    self.index,
-                    self.state.global_step(),
-                    time.time(),
-                    self.episode_return,
-                    self.episode_length,
+                EpisodeEvent.of(
+                    worker=self.index,
+                    step=self.state.global_step(),
+                    wall=time.time(),
+                    ret=self.episode_return,
+                    length=self.episode_length,
                 )
             )
             self.episodes += 1
@@ -257,20 +237,37 @@ class ActorLearner:
         if self.config.clip_rewards:
             reward = max(-1.0, min(1.0, float(reward)))
         reward = float(reward) * self.config.reward_scale
+        if self.return_scaler is not None:
+            reward = self.return_scaler(reward, bool(terminated or truncated))
         return obs, reward, bool(terminated), bool(truncated)
 
     # -- network --------------------------------------------------------------------------
     def sync(self) -> None:
-        """theta' <- theta (a plain copy of the shared vector; other workers may be writing)."""
+        """theta' <- theta (a plain copy of the shared vector; other workers may be writing),
+        and the shared normalisation statistics as of now, fixed for the coming rollout."""
         np.copyto(self.net.params, self.state.params)
+        self.refresh_normalisation()
 
     def _sync_recorded(self) -> None:
         """``sync`` with telemetry on: also remembers U0 for the staleness (read BEFORE the
         copy, so an update landing during the copy counts as stale, never as missed)."""
         self.telemetry.synced()
         np.copyto(self.net.params, self.state.params)
+        self.refresh_normalisation()
+
+    def refresh_normalisation(self) -> None:
+        if self.obs_norm is not None:
+            self.obs_norm.refresh()
+        if self.return_scaler is not None:
+            self.return_scaler.refresh()
 
     def load(self, row: int, obs: np.ndarray) -> None:
+        """s_row into the network's input row: scaled (uint8 images to [0, 1]), or normalised
+        by the shared running moments (``obs_norm``; the raw row kept for the statistics)."""
+        if self.obs_norm is not None:
+            np.copyto(self.raw_obs[row], np.ravel(obs), casting="unsafe")
+            self.obs_norm(self.raw_obs[row], out=self.obs[row])
+            return
         # dtype= makes NumPy multiply uint8 frames in float32 directly: half the time of
         # computing in float64 and casting (13 vs 24 us for a 4x84x84 Atari frame stack).
         np.multiply(obs, self.scale, out=self.obs[row], dtype=self.obs.dtype, casting="unsafe")
@@ -350,12 +347,3 @@ class ActorLearner:
         clipped = finite and clip > 0 and norm > clip
         tel.updated(staleness, norm, clipped, not finite, lr, grads, self.net.params)
         return finite
-
-
-def env_spec(env, env_id: str, continuous_ok: bool = False) -> EnvInfo:
-    """The spaces of ``env``; EnvError (one line) when the algorithm cannot use them.
-
-    Continuous (1-D Box) actions only with ``continuous_ok`` (A3C's Gaussian policy); the Q
-    methods need discrete actions.
-    """
-    return describe(env) if continuous_ok else require_discrete(env)

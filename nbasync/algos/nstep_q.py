@@ -9,33 +9,41 @@ one asynchronous update of theta
 
 from __future__ import annotations
 
+import numpy as np
+
+from ..build import Q_VALUES
 from ..nn import td_loss
 from .base import ActorLearner
+from .registry import AlgorithmSpec
 from .targets import discounted_returns
 
 
 def run(w: ActorLearner) -> None:
     cfg = w.config
+
+    def choose(t: int, q: np.ndarray) -> int:
+        return w.epsilon_greedy(q)
+
     obs = w.reset()
     while not w.finished():
         w.sync()
-        t = 0
-        terminated = truncated = False
-        while True:
-            q = w.act_forward(t, obs)
-            action = w.epsilon_greedy(q)
-            w.actions[t] = action
-            obs, w.rewards[t], terminated, truncated = w.step(action)
-            t += 1
-            if terminated or truncated or t == cfg.t_max:
-                break
-        if terminated:
+        r = w.rollout(obs, choose)
+        if r.terminated:
             bootstrap = 0.0
         else:
-            w.load(t, obs)
-            bootstrap = float(w.target_forward(t, 1)[0].max())
-        returns = discounted_returns(w.rewards[:t], bootstrap, cfg.gamma, w.targets[:t])
-        td_loss(w.outputs[:t], w.actions[:t], returns, w.dout[:t])
-        w.apply_gradients(t)
-        if terminated or truncated:
-            obs = w.reset()
+            w.load(r.n, r.obs)
+            bootstrap = float(w.target_forward(r.n, 1)[0].max())
+        n = r.n
+        returns = discounted_returns(w.rewards[:n], bootstrap, cfg.gamma, w.targets[:n])
+        td_loss(w.outputs[:n], w.actions[:n], returns, w.dout[:n])
+        w.apply_gradients(n)
+        obs = w.next_start(r)
+
+
+SPEC = AlgorithmSpec(
+    name="nstep_q",
+    summary="asynchronous n-step Q-learning (Algorithm S2)",
+    head=Q_VALUES,
+    run=run,
+    target_network=True,
+)

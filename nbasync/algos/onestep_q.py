@@ -12,33 +12,40 @@ network at update time (the same values as one forward per step, fewer calls).
 
 from __future__ import annotations
 
+import numpy as np
+
+from ..build import Q_VALUES
 from ..nn import td_loss
 from .base import ActorLearner
+from .registry import AlgorithmSpec
 from .targets import onestep_q_targets
 
 
 def run(w: ActorLearner) -> None:
     cfg = w.config
+
+    def choose(t: int, q: np.ndarray) -> int:
+        return w.epsilon_greedy(q)
+
     obs = w.reset()
     while not w.finished():
         w.sync()
-        t = 0
-        terminated = truncated = False
-        while True:
-            q = w.act_forward(t, obs)
-            action = w.epsilon_greedy(q)
-            w.actions[t] = action
-            obs, w.rewards[t], terminated, truncated = w.step(action)
-            w.terminated[t] = terminated
-            t += 1
-            if terminated or truncated or t == cfg.t_max:
-                break
-        w.load(t, obs)  # s' of the last transition; s'_i = s_{i+1} for the others
-        next_q = w.target_forward(1, t)
+        r = w.rollout(obs, choose)  # one accumulation window
+        n = r.n
+        w.load(n, r.obs)  # s' of the last transition; s'_i = s_{i+1} for the others
+        next_q = w.target_forward(1, n)
         targets = onestep_q_targets(
-            w.rewards[:t], w.terminated[:t], next_q, cfg.gamma, w.targets[:t]
+            w.rewards[:n], w.terminated[:n], next_q, cfg.gamma, w.targets[:n]
         )
-        td_loss(w.outputs[:t], w.actions[:t], targets, w.dout[:t])
-        w.apply_gradients(t)
-        if terminated or truncated:
-            obs = w.reset()
+        td_loss(w.outputs[:n], w.actions[:n], targets, w.dout[:n])
+        w.apply_gradients(n)
+        obs = w.next_start(r)
+
+
+SPEC = AlgorithmSpec(
+    name="onestep_q",
+    summary="asynchronous one-step Q-learning (Algorithm 1)",
+    head=Q_VALUES,
+    run=run,
+    target_network=True,
+)

@@ -9,45 +9,54 @@ When an episode is cut by a time limit, a' is chosen the same way but never exec
 
 from __future__ import annotations
 
+import numpy as np
+
+from ..build import Q_VALUES
 from ..nn import td_loss
 from .base import ActorLearner
+from .registry import AlgorithmSpec
 from .targets import sarsa_targets
 
 
 def run(w: ActorLearner) -> None:
     cfg = w.config
-    obs = w.reset()
     pending = -1  # the action already chosen for the current state, if any
+
+    def choose(t: int, q: np.ndarray) -> int:
+        nonlocal pending
+        action = pending if pending >= 0 else w.epsilon_greedy(q)
+        pending = -1
+        return action
+
+    obs = w.reset()
     while not w.finished():
         w.sync()
-        t = 0
-        terminated = truncated = False
-        while True:
-            q = w.act_forward(t, obs)
-            action = pending if pending >= 0 else w.epsilon_greedy(q)
-            pending = -1
-            w.actions[t] = action
-            obs, w.rewards[t], terminated, truncated = w.step(action)
-            w.terminated[t] = terminated
-            t += 1
-            if terminated or truncated or t == cfg.t_max:
-                break
-        if not terminated:
+        r = w.rollout(obs, choose)  # one accumulation window
+        n = r.n
+        if not r.terminated:
             # a' for the last transition, chosen on theta' as the next action will be.
-            w.actions[t] = w.epsilon_greedy(w.act_forward(t, obs))
-            pending = -1 if truncated else int(w.actions[t])
+            w.actions[n] = w.epsilon_greedy(w.act_forward(n, r.obs))
+            pending = -1 if r.truncated else int(w.actions[n])
         else:
-            w.load(t, obs)
-        next_q = w.target_forward(1, t)
+            w.load(n, r.obs)
+        next_q = w.target_forward(1, n)
         targets = sarsa_targets(
-            w.rewards[:t],
-            w.terminated[:t],
+            w.rewards[:n],
+            w.terminated[:n],
             next_q,
-            w.actions[1 : t + 1],
+            w.actions[1 : n + 1],
             cfg.gamma,
-            w.targets[:t],
+            w.targets[:n],
         )
-        td_loss(w.outputs[:t], w.actions[:t], targets, w.dout[:t])
-        w.apply_gradients(t)
-        if terminated or truncated:
-            obs = w.reset()
+        td_loss(w.outputs[:n], w.actions[:n], targets, w.dout[:n])
+        w.apply_gradients(n)
+        obs = w.next_start(r)
+
+
+SPEC = AlgorithmSpec(
+    name="onestep_sarsa",
+    summary="asynchronous one-step SARSA (Algorithm 1, on-policy target)",
+    head=Q_VALUES,
+    run=run,
+    target_network=True,
+)

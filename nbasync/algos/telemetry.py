@@ -1,7 +1,7 @@
 """Gradient telemetry of one worker (``--telemetry-every K``): what its updates looked like.
 
-Owns: the worker-side recorder (:class:`Telemetry`), its message to the parent
-(:class:`TelemetryEvent`), and the per-layer norm kernels with their plain NumPy references.
+Owns: the worker-side recorder (:class:`Telemetry`) and the per-layer norm kernels with their
+plain NumPy references. Its message to the parent is ``events.TelemetryEvent``.
 The row format and the file belong to ``nbasync.runfile`` (``telemetry_dtype``); the parent
 appends the rows it receives (``nbasync.train``).
 
@@ -37,17 +37,15 @@ normal methods carry not even a flag test.
 from __future__ import annotations
 
 import time
-from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
+from ..events import TelemetryEvent
 from ..nn._jit import REDUCE_FASTMATH
 from ..runfile import telemetry_dtype
 
 __all__ = [
-    "TELEMETRY_EVENT",
-    "TelemetryEvent",
     "Telemetry",
     "layer_bounds",
     "layer_sq_norms",
@@ -56,20 +54,10 @@ __all__ = [
     "rmsprop_delta_sq_norms_reference",
 ]
 
-TELEMETRY_EVENT = "telemetry"
 _BATCH_ROWS = 64  # rows per message at most
 _BATCH_S = 1.0  # a message at least this often while rows are recorded
 
 _jit_reduce = njit(cache=True, fastmath=REDUCE_FASTMATH, error_model="numpy")
-
-
-class TelemetryEvent(NamedTuple):
-    """Worker -> parent: ``rows`` is the bytes of rows of ``telemetry_dtype(n_layers)``
-    (``wall_time`` still a Unix time; the parent makes it run time)."""
-
-    kind: str
-    worker: int
-    rows: bytes
 
 
 # ----------------------------------------------------------------------------- kernels
@@ -244,4 +232,4 @@ class Telemetry:
         if self.n_rows:
             data = self.rows[: self.n_rows].tobytes()
             self.n_rows = 0
-            self.events.put(TelemetryEvent(TELEMETRY_EVENT, self.worker, data))
+            self.events.put(TelemetryEvent.of(self.worker, data))

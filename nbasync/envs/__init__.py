@@ -9,7 +9,8 @@ and :class:`EnvError`. A leaf: imports nothing else of nbasync.
     env = make_env("ALE/Pong-v5", seed=1)            # AtariEnv, obs uint8 (4, 84, 84)
     env = make_env("CartPole-v1", seed=1)            # obs float32 (4,)
     env = make_env("nbasync/CartPoleNoVel-v1", 1)    # obs float32 (2,): [x, theta]
-    info = require_discrete(env)                     # EnvInfo, or EnvError saying why not
+    info = describe(env)                             # EnvInfo, or EnvError saying why not
+    info = require_discrete(env)                     # ... and the actions must be discrete
     info.obs_shape, info.n_actions, info.frames_per_step
 
 For Atari ids the id selects only the game (plus mode/difficulty if the id sets them); the
@@ -43,14 +44,10 @@ __all__ = [
     "LabyrinthEnv",
     "Float32Obs",
     "MaskVelocityWrapper",
-    "action_bounds",
     "describe",
     "is_atari_id",
     "make_env",
-    "n_actions",
-    "obs_shape",
     "require_discrete",
-    "require_discrete_vector",
 ]
 
 _ATARI_OPTIONS = frozenset(
@@ -248,23 +245,6 @@ def describe(env: gymnasium.Env) -> EnvInfo:
     raise EnvError(f"action space must be Discrete or a 1-D Box, got {aspace}")
 
 
-def obs_shape(env: gymnasium.Env) -> tuple[int, ...]:
-    return describe(env).obs_shape
-
-
-def n_actions(env: gymnasium.Env) -> int:
-    """Number of discrete actions; EnvError when the action space is not Discrete."""
-    return require_discrete(env).n_actions
-
-
-def action_bounds(env: gymnasium.Env) -> tuple[np.ndarray, np.ndarray]:
-    """(low, high) float32 of a continuous (1-D Box) action space; EnvError otherwise."""
-    info = describe(env)
-    if info.discrete:
-        raise EnvError(f"action space is discrete ({info.n_actions} actions), not continuous")
-    return info.action_low, info.action_high
-
-
 def _name(env: gymnasium.Env) -> str:
     return env.spec.id if env.spec is not None else type(env.unwrapped).__name__
 
@@ -276,16 +256,5 @@ def require_discrete(env: gymnasium.Env) -> EnvInfo:
         raise EnvError(
             f"{_name(env)} has continuous actions {env.action_space}; this algorithm needs "
             f"discrete actions"
-        )
-    return info
-
-
-def require_discrete_vector(env: gymnasium.Env) -> EnvInfo:
-    """EnvInfo of an env with Discrete actions and 1-D vector obs (MLP nets); else EnvError."""
-    info = require_discrete(env)
-    if len(info.obs_shape) != 1:
-        raise EnvError(
-            f"{_name(env)} has observations of shape {info.obs_shape}; this needs 1-D vector "
-            f"observations (Atari ids need the Atari network)"
         )
     return info

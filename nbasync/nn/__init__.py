@@ -5,6 +5,7 @@ See docs/architecture.md for the contract.
 """
 
 from . import reference
+from .dueling import Dueling
 from .gaussian import VAR_FLOOR, gaussian_a3c_loss, gaussian_mean, gaussian_sample
 from .gradcheck import gradcheck, numerical_grad
 from .layers import Conv2d, Dense, Flatten, Layer, ReLU
@@ -16,6 +17,7 @@ from .network import Network, NetworkPair
 __all__ = [
     "Conv2d",
     "Dense",
+    "Dueling",
     "Flatten",
     "LSTM",
     "Layer",

@@ -25,6 +25,7 @@ import math
 import numpy as np
 
 from ._jit import jit
+from .kernels import sigmoid
 
 VAR_FLOOR = 1e-4
 """Added to softplus(.) so the variance (and 1/var in the gradients) stays bounded."""
@@ -35,11 +36,6 @@ _LOG_2PI = math.log(2.0 * math.pi)
 @jit
 def _softplus(x):
     return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
-
-
-@jit
-def _sigmoid(x):
-    return 1.0 / (1.0 + math.exp(-x))
 
 
 @jit
@@ -120,7 +116,7 @@ def _gaussian_a3c_loss(out, actions, returns, beta, value_weight, dout):
             H += 0.5 * (_LOG_2PI + 1.0 + math.log(var))
             dlogp_dvar = 0.5 * (u * u / (var * var) - 1.0 / var)
             dout[i, d] = -adv * u / var
-            dout[i, D + d] = (-adv * dlogp_dvar - beta * 0.5 / var) * _sigmoid(s)
+            dout[i, D + d] = (-adv * dlogp_dvar - beta * 0.5 / var) * sigmoid(s)
         policy_loss -= logp * adv
         value_loss += value_weight * adv * adv
         entropy += H

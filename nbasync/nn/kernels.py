@@ -17,9 +17,18 @@ where OpenBLAS packs the whole weight every call.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._jit import jit, jit_fma, jit_reduce
+
+
+@jit
+def sigmoid(x):
+    """1 / (1 + exp(-x)) of a scalar (the LSTM gates, the Gaussian head's d softplus)."""
+    return 1.0 / (1.0 + math.exp(-x))
+
 
 # ---------------------------------------------------------------- convolution: im2col
 # The loops index flat views with unsigned offsets: numba's signed indexing checks every

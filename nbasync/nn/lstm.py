@@ -37,12 +37,8 @@ import numpy as np
 
 from . import kernels as K  # noqa: N812
 from ._jit import jit, jit_reduce
+from .kernels import sigmoid
 from .layers import Layer
-
-
-@jit
-def _sigmoid(x):
-    return 1.0 / (1.0 + math.exp(-x))
 
 
 @jit_reduce
@@ -71,10 +67,10 @@ def lstm_forward(x, Wih, Whh, b, hs, cs, gates, tcs, y, row):
                 s += u[m] * hp[m]
             a[j] = s + b[j]
         for m in range(H):
-            ig = _sigmoid(a[m])
-            fg = _sigmoid(a[H + m])
+            ig = sigmoid(a[m])
+            fg = sigmoid(a[H + m])
             gg = math.tanh(a[2 * H + m])
-            og = _sigmoid(a[3 * H + m])
+            og = sigmoid(a[3 * H + m])
             a[m] = ig
             a[H + m] = fg
             a[2 * H + m] = gg

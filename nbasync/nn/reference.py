@@ -27,6 +27,8 @@ __all__ = [
     "conv2d_forward",
     "dense_backward",
     "dense_forward",
+    "dueling_backward",
+    "dueling_forward",
     "flatten_backward",
     "flatten_forward",
     "gaussian_a3c_loss",
@@ -102,6 +104,22 @@ def conv2d_backward(dout, cache):
             dW += np.einsum("bo,bcuv->ocuv", d, x[:, :, rows, cols])
             dx[:, :, rows, cols] += np.einsum("bo,ocuv->bcuv", d, W)
     return dx, dW, dout.sum(axis=(0, 2, 3))
+
+
+def dueling_forward(x):
+    """x (B, n + 1) = [A, V] -> Q = V + A - mean(A) (B, n): the dueling Q head."""
+    adv, V = x[:, :-1], x[:, -1:]
+    return V + adv - adv.mean(axis=1, keepdims=True), x.shape
+
+
+def dueling_backward(dout, shape):
+    """-> dx (B, n + 1): V receives every dQ_j; A_k receives dQ_k less its share of the
+    mean, which every Q_j subtracted (1/n each)."""
+    n = shape[1] - 1
+    dx = np.zeros(shape, dtype=np.result_type(dout, np.float64))
+    dx[:, :n] = dout - dout.sum(axis=1, keepdims=True) / n
+    dx[:, n] = dout.sum(axis=1)
+    return dx
 
 
 def _sigmoid(a):
@@ -242,6 +260,8 @@ def network_forward(net, x):
             h, cache = relu_forward(h)
         elif kind == "Flatten":
             h, cache = flatten_forward(h)
+        elif kind == "Dueling":
+            h, cache = dueling_forward(h)
         elif kind == "LSTM":
             zeros = np.zeros(layer.hidden_size)
             h, cache = lstm_forward(h, p["weight_ih"], p["weight_hh"], p["bias"], zeros, zeros)
@@ -268,6 +288,8 @@ def network_backward(dout, caches):
             d = relu_backward(d, cache)
         elif kind == "Flatten":
             d = flatten_backward(d, cache)
+        elif kind == "Dueling":
+            d = dueling_backward(d, cache)
         elif kind == "LSTM":
             d, dW_ih, dW_hh, db = lstm_backward(d, cache)
             grads.update(

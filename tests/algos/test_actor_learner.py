@@ -25,7 +25,7 @@ def _logged(w: ActorLearner) -> list[tuple[float, int]]:
             event = w.events.get_nowait()
         except queue.Empty:
             return out
-        out.append((event[4], event[5]))
+        out.append((event.ret, event.length))
 
 
 # -- the episode log --------------------------------------------------------------------

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nbasync.algos.base import build_network
-from nbasync.algos.evaluate import evaluate
+from nbasync.build import POLICY_VALUE, build_network, probe_env
 from nbasync.cli import train_main
 from nbasync.config import PRESETS, build_config
+from nbasync.evaluate import evaluate
 from nbasync.nn import NetworkPair
-from nbasync.train import probe_env, train
+from nbasync.train import train
 
 
 def test_continuous_preset_for_known_ids_and_by_name():
@@ -27,9 +27,9 @@ def test_continuous_preset_for_known_ids_and_by_name():
 @pytest.mark.parametrize("recurrent", [False, True])
 def test_policy_and_value_nets_over_one_vector(recurrent):
     c = build_config({"env": "Pendulum-v1", "recurrent": recurrent, "lstm_size": 8})
-    spec = probe_env(c)
+    spec = probe_env(c, continuous_ok=True)
     assert not spec.discrete
-    net = build_network(c, spec, max_batch=c.t_max + 1)
+    net = build_network(c, spec, POLICY_VALUE, max_batch=c.t_max + 1)
     assert isinstance(net, NetworkPair) and net.recurrent == recurrent
     policy, value = net.nets
     assert policy.n_outputs == 2 and value.n_outputs == 1 and net.n_outputs == 3
@@ -46,7 +46,7 @@ def test_q_methods_refuse_continuous_actions(algo, capsys):
 
 def test_evaluate_continuous_actions_greedy_and_sampled():
     c = build_config({"env": "Pendulum-v1"})
-    net = build_network(c, probe_env(c), max_batch=1)
+    net = build_network(c, probe_env(c, True), POLICY_VALUE, max_batch=1)
     net.init_params(0)
     greedy = evaluate(c, net.params, episodes=2, seed=3)
     sampled = evaluate(c, net.params, episodes=2, seed=3, greedy=False)

@@ -8,14 +8,14 @@ import queue
 import numpy as np
 import pytest
 
-from nbasync.algos import a3c
-from nbasync.algos.base import ActorLearner, build_network
-from nbasync.algos.evaluate import evaluate
+from nbasync.algos import ActorLearner, a3c, get_algorithm
+from nbasync.build import build_network, probe_env
 from nbasync.cli import train_main
 from nbasync.config import ConfigError, build_config
+from nbasync.evaluate import evaluate
 from nbasync.nn import Network
 from nbasync.shared import SharedState
-from nbasync.train import probe_env, train
+from nbasync.train import train
 
 NOVEL = "nbasync/CartPoleNoVel-v1"
 
@@ -35,10 +35,11 @@ def test_settings():
         build_config({"algo": "nstep_q", "recurrent": True})
     with pytest.raises(ConfigError, match="--lstm-size"):
         build_config({"lstm_size": 0})
-    spec = probe_env(c)
-    net = build_network(c, spec, max_batch=c.t_max + 1)
+    head = get_algorithm(c.algo).head
+    spec = probe_env(c, continuous_ok=True)
+    net = build_network(c, spec, head, max_batch=c.t_max + 1)
     assert net.recurrent and net.param("lstm.weight_hh").shape == (32, 8)
-    ff = build_network(c.replace(recurrent=False), spec, max_batch=6)
+    ff = build_network(c.replace(recurrent=False), spec, head, max_batch=6)
     assert not ff.recurrent
 
 
@@ -59,13 +60,13 @@ class _Spy:
 
 def test_worker_carries_state_across_rollouts_and_resets_at_episode_end():
     c = _config(steps=400, t_max=5)
-    spec = probe_env(c)
-    net = build_network(c, spec, max_batch=c.t_max + 1)
+    algo = get_algorithm(c.algo)
+    net = build_network(c, probe_env(c, True), algo.head, max_batch=c.t_max + 1)
     net.init_params(0)
     with SharedState.create(net.n_params, 1, target=False, optimizer_stats=True) as state:
         state.params[:] = net.params
         events = queue.Queue()
-        w = ActorLearner(c, 0, state, events, None)
+        w = ActorLearner(c, algo, 0, state, events)
         spy = _Spy(w.net)
         lengths = []
         step = w.step
@@ -91,8 +92,7 @@ def test_worker_carries_state_across_rollouts_and_resets_at_episode_end():
 
 def test_evaluation_carries_the_state(monkeypatch):
     c = _config()
-    spec = probe_env(c)
-    net = build_network(c, spec, max_batch=1)
+    net = build_network(c, probe_env(c, True), get_algorithm(c.algo).head, max_batch=1)
     net.init_params(3)
     calls = {"carry": 0, "reset": 0}
     carry, reset = Network.carry_state, Network.reset_state

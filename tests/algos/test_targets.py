@@ -7,6 +7,8 @@ from nbasync.algos.targets import (
     discounted_returns,
     draw_final_epsilon,
     epsilon_at,
+    gae_reference,
+    lambda_returns,
     onestep_q_targets,
     sarsa_targets,
 )
@@ -27,6 +29,43 @@ def test_discounted_returns_terminal_bootstraps_zero():
     out = np.zeros(2, dtype=F32)
     discounted_returns(rewards, 0.0, 0.9, out)
     np.testing.assert_allclose(out, [1.9, 1.0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.3, 0.95, 1.0])
+@pytest.mark.parametrize("bootstrap", [0.0, 1.7])  # terminated / cut by t_max or a time limit
+def test_lambda_returns_give_the_gae_advantage(lam, bootstrap):
+    rng = np.random.default_rng(int(lam * 100) + int(bootstrap))
+    rewards = rng.normal(size=7)
+    values = rng.normal(size=7)
+    out = np.zeros(7)
+    lambda_returns(rewards, values, bootstrap, 0.9, lam, out)
+    adv, targets = gae_reference(rewards, values, bootstrap, 0.9, lam)
+    np.testing.assert_allclose(out, targets, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out - values, adv, rtol=1e-11, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bootstrap", [0.0, -2.5])
+def test_lambda_one_is_the_n_step_return_bit_for_bit(dtype, bootstrap):
+    """lambda = 1 must leave A3C unchanged: the same bits as discounted_returns."""
+    rng = np.random.default_rng(3)
+    rewards = rng.normal(size=5).astype(dtype)
+    values = rng.normal(size=5).astype(dtype)
+    gae, n_step = np.zeros(5, dtype), np.zeros(5, dtype)
+    lambda_returns(rewards, values, bootstrap, 0.99, 1.0, gae)
+    discounted_returns(rewards, bootstrap, 0.99, n_step)
+    np.testing.assert_array_equal(gae, n_step)
+
+
+def test_lambda_zero_is_the_one_step_td_target():
+    rewards = np.array([1.0, 0.0, 2.0], dtype=F32)
+    values = np.array([5.0, 3.0, 4.0], dtype=F32)
+    out = np.zeros(3, dtype=F32)
+    lambda_returns(rewards, values, 10.0, 0.5, 0.0, out)
+    # r_i + gamma V(s_{i+1}); the last bootstraps from V(s_3) = 10
+    np.testing.assert_allclose(out, [1.0 + 0.5 * 3.0, 0.0 + 0.5 * 4.0, 2.0 + 0.5 * 10.0])
+    lambda_returns(rewards, values, 0.0, 0.5, 0.0, out)  # terminal: nothing after r_2
+    assert out[2] == 2.0
 
 
 def test_onestep_q_target_uses_max_and_cuts_at_terminal():

@@ -8,16 +8,16 @@ import math
 import numpy as np
 import pytest
 
-from nbasync.algos import ALGORITHMS
+from nbasync.algos import a3c
 from nbasync.algos.base import ActorLearner
 from nbasync.algos.telemetry import (
-    TELEMETRY_EVENT,
     layer_bounds,
     layer_sq_norms,
     layer_sq_norms_reference,
     rmsprop_delta_sq_norms,
     rmsprop_delta_sq_norms_reference,
 )
+from nbasync.events import TelemetryEvent
 from nbasync.runfile import telemetry_dtype
 
 
@@ -32,7 +32,7 @@ def _rows(w: ActorLearner) -> np.ndarray:
     chunks = []
     while not w.events.empty():
         ev = w.events.get()
-        if ev[0] == TELEMETRY_EVENT:
+        if isinstance(ev, TelemetryEvent):
             chunks.append(np.frombuffer(ev.rows, dtype))
     return np.concatenate(chunks) if chunks else np.zeros(0, dtype)
 
@@ -109,7 +109,7 @@ def test_values_of_one_worker_with_known_gradients_computed_by_hand(make_learner
 
 def test_every_k_updates_one_row_whose_window_counts_all_of_them(make_learners):
     (w,) = _learners(make_learners, telemetry_every=3, steps=300, t_max=5)
-    ALGORITHMS["a3c"](w)
+    a3c.run(w)
     rows = _rows(w)
     updates = w.state.applied_updates() + w.state.skipped_updates(0)[0]
     assert len(rows) == updates // 3
@@ -152,7 +152,7 @@ def test_telemetry_does_not_change_learning(make_learners):
         if every == 0:
             assert w.telemetry is None
             assert "sync" not in vars(w) and "apply_gradients" not in vars(w)
-        ALGORITHMS["a3c"](w)
+        a3c.run(w)
         if every == 0:
             assert w.state.applied_updates() == 0
         else:

@@ -125,15 +125,17 @@ def test_a_worker_learns_from_a_gymnasium_image_env(algo):
     """The worker loop (run in-process by train's warm-up) on a registered image id, routed
     through ImageObs into the conv net sized 30 x 30 from the observation. (A spawned worker
     would not see this test's registration; real ids are registered in every process.)"""
+    from nbasync.algos import get_algorithm
+    from nbasync.build import probe_env
     from nbasync.config import build_config
-    from nbasync.train import probe_env, warm_up
+    from nbasync.train import warm_up
 
     config = build_config(
         {"algo": algo, "env": "nbasync-test/Pictures-v0", "network": "atari", "workers": 1}
     )
-    spec = probe_env(config)
+    spec = probe_env(config, continuous_ok=False)
     assert spec.obs_shape == (3, H, W)
-    warm_up(config, spec)  # raises on any shape or dtype mismatch along the way
+    warm_up(config, get_algorithm(algo))  # raises on any shape or dtype mismatch along the way
 
 
 def test_car_racing_from_pixels_when_installed():
@@ -142,12 +144,14 @@ def test_car_racing_from_pixels_when_installed():
     pytest.importorskip(
         "Box2D", reason="CarRacing needs the box2d extra: pip install 'nbasync[box2d]'"
     )
+    from nbasync.algos import get_algorithm
+    from nbasync.build import probe_env
     from nbasync.config import build_config
-    from nbasync.train import probe_env, warm_up
+    from nbasync.train import warm_up
 
     discrete = make_env("CarRacing-v3", seed=0, continuous=False)
     assert discrete.observation_space.shape == (3, 96, 96) and discrete.action_space.n == 5
     config = build_config({"algo": "a3c", "env": "CarRacing-v3", "workers": 1})
-    spec = probe_env(config)
+    spec = probe_env(config, continuous_ok=True)
     assert spec.obs_shape == (3, 96, 96) and not spec.discrete
-    warm_up(config, spec)  # a few real updates of the worker loop, in this process
+    warm_up(config, get_algorithm("a3c"))  # a few real updates of the worker loop, in this process

@@ -8,14 +8,10 @@ from nbasync.envs import (
     AtariEnv,
     EnvError,
     MaskVelocityWrapper,
-    action_bounds,
     describe,
     is_atari_id,
     make_env,
-    n_actions,
-    obs_shape,
     require_discrete,
-    require_discrete_vector,
 )
 
 
@@ -36,8 +32,6 @@ def test_atari_ids_route_to_atarienv(env_id):
     assert env.repeat_action_probability == 0.0 and env.frame_skip == 4
     info = require_discrete(env)
     assert info.is_atari and info.obs_shape == (4, 84, 84) and info.frames_per_step == 4
-    with pytest.raises(EnvError, match="vector"):
-        require_discrete_vector(env)
 
 
 def test_atari_options_and_errors():
@@ -68,18 +62,17 @@ def test_cartpole_float32_obs_and_seeded():
     assert obs2.dtype == np.float32 and isinstance(te, bool)
     np.testing.assert_array_equal(obs, make_env("CartPole-v1", 4).reset()[0])
     assert not np.array_equal(obs, make_env("CartPole-v1", 5).reset()[0])
-    info = require_discrete_vector(env)
-    assert info.n_actions == n_actions(env) == 2 and obs_shape(env) == (4,) and info.obs_dim == 4
+    info = require_discrete(env)
+    assert info.n_actions == 2 and info.obs_shape == (4,) and info.obs_dim == 4
     assert not info.is_atari and info.frames_per_step == 1
-    with pytest.raises(EnvError, match="discrete"):
-        action_bounds(env)
+    assert info.action_low is None and info.action_high is None
 
 
 def test_continuous_actions():
     env = make_env("Pendulum-v1", 0)
-    low, high = action_bounds(env)
-    assert low.dtype == np.float32 and float(high[0]) == 2.0
-    assert not describe(env).discrete
+    info = describe(env)
+    assert not info.discrete and info.n_actions is None
+    assert info.action_low.dtype == np.float32 and float(info.action_high[0]) == 2.0
     with pytest.raises(EnvError, match="discrete"):
         require_discrete(env)
 
@@ -95,7 +88,7 @@ def test_masked_velocity_cartpole():
         full, *_ = base.step(1)
         obs, *_ = env.step(1)
         np.testing.assert_array_equal(obs, full[[0, 2]])
-    assert obs_shape(make_env("CartPole-v1", 0, mask_velocity=True)) == (2,)
+    assert describe(make_env("CartPole-v1", 0, mask_velocity=True)).obs_shape == (2,)
     zeroed = MaskVelocityWrapper(gymnasium.make("CartPole-v1"), mode="zero")
     o, _ = zeroed.reset(seed=0)
     assert o.shape == (4,) and o[1] == 0 and o[3] == 0

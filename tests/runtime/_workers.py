@@ -117,3 +117,17 @@ def stepping_worker(index, handle, args, events, stop):
                 events.put(("freezing", index, time.time()))
                 time.sleep(0.05)  # let the queue feeder flush
                 os.kill(os.getpid(), signal.SIGSTOP)
+
+
+def moments_worker(index, handle, args, events, stop):
+    """Observe this worker's share of a known stream into its own row of the shared moments."""
+    from nbasync.normalise import RunningMoments
+
+    stream_obs, stream_ret = args
+    with SharedState.attach(handle) as state:
+        obs = RunningMoments(state.obs_moments, slot=index + 1)
+        ret = RunningMoments(state.return_moments, slot=index + 1)
+        share = slice(index, None, state.n_workers)
+        for i in range(0, len(stream_obs[share]), 7):  # rollouts of 7 steps
+            obs.observe(stream_obs[share][i : i + 7])
+            ret.observe(stream_ret[share][i : i + 7])

@@ -140,3 +140,27 @@ def test_unlink_segments_of_a_dead_creator():
     finally:
         for p in (mine, other):
             p.unlink(missing_ok=True)
+
+
+def test_normalisation_moments_merged_from_worker_processes_match_numpy():
+    """Two worker processes, each writing its own row of the shared moments; the parent's
+    merge equals NumPy's mean and variance of the whole stream."""
+    from _workers import moments_worker
+
+    from nbasync.normalise import RunningMoments
+
+    rng = np.random.default_rng(0)
+    obs = rng.normal(3.0, 2.0, size=(501, 4))
+    ret = rng.normal(-1.0, 5.0, size=(501, 1))
+    with SharedState.create(16, 2, target=False, obs_norm_dim=4, return_norm=True) as state:
+        assert state.obs_moments.shape == (3, 9) and state.return_moments.shape == (3, 3)
+        res = run_workers(moments_worker, 2, state, (obs, ret), lambda e: None, poll_s=0.05)
+        assert res.reason == "finished" and res.exitcodes == [0, 0]
+        for rows, x in ((state.obs_moments, obs), (state.return_moments, ret)):
+            m = RunningMoments(rows, slot=None).merged(prior=False)
+            assert m[0] == len(x)
+            d = x.shape[1]
+            np.testing.assert_allclose(m[1 : 1 + d], x.mean(axis=0), rtol=1e-12)
+            np.testing.assert_allclose(m[1 + d :] / m[0], x.var(axis=0), rtol=1e-10)
+    with SharedState.create(16, 2, target=False) as state:
+        assert state.obs_moments is None and state.return_moments is None
