@@ -13,11 +13,20 @@ Update rules (elementwise, d = gradient of the loss being minimised):
     momentum SGD (paper's form):        m     <- mu * m + (1 - mu) * d
                                         theta <- theta - lr * m
 
+Arithmetic in the parameters' dtype: a float32 update computes in float32 (``1 - alpha`` is
+formed as a float32, not from the int 1, which made numba promote every element's g, square
+root and division to float64). Measured on the 2-core Xeon (AVX-512) at the Atari network's
+677,943 parameters: the step 1,045 -> 283 us, at 40k parameters 57 -> 16 us (float64 vector
+square roots and divisions cost about 3.5x float32's). The results differ from the float64
+intermediates by float32 rounding only (the tests' NumPy references compute in float32 too).
+
 Cost model: the RMSProp step reads d, g, theta and writes g, theta, i.e. 5 * n * itemsize
-bytes (20 bytes per parameter in float32). For the Atari network (n = 677,943 with 6 actions)
-that is 13.6 MB per step; at ~10 GB/s of single-core bandwidth the floor is ~1.4 ms, at a
-machine's full ~20-100 GB/s a few hundred microseconds. Clipping reads d once and, when it
-clips, reads and writes it again (4-12 bytes per parameter). ``bench/hogwild.py`` measures it.
+bytes (20 bytes per parameter in float32). For the Atari network that is 13.6 MB per step.
+The worker's whole update path (``ActorLearner.apply_gradients``) is one norm pass over d
+and ONE fused pass (``step_and_copy``: the clip's scale, the step, and theta' <- theta),
+24 bytes per parameter instead of 36 for clip + step + copy as three passes.
+``bench/scaling.py`` measures both paths and the machine's bandwidth; ``bench/hogwild.py``
+the step alone.
 
 JIT: fastmath comes from ``nbasync/nn/_jit.py`` (the one place where it is chosen; OFF).
 The decorator adds ``error_model="numpy"`` to it: with numba's default ("python") every
@@ -63,7 +72,7 @@ _jit_reduce = njit(cache=True, fastmath=REDUCE_FASTMATH, error_model="numpy")
 
 @_jit
 def _rmsprop_kernel(params, grads, g, lr, alpha, eps):
-    one_minus_alpha = 1 - alpha
+    one_minus_alpha = np.float32(1) - alpha  # float32 params: all float32 (see module doc)
     for i in range(params.shape[0]):
         d = grads[i]
         gi = alpha * g[i] + one_minus_alpha * d * d
@@ -76,7 +85,7 @@ def _rmsprop_fused_kernel(params, grads, g, local, lr, alpha, eps, scale):
     # The whole update path in one pass over memory: the clip's scaling of d, the RMSProp step
     # and the theta' <- theta refresh. Bit for bit the same as _scale_kernel (when scale != 1),
     # _rmsprop_kernel and a copy: the same float ops in the same order on each element.
-    one_minus_alpha = 1 - alpha
+    one_minus_alpha = np.float32(1) - alpha  # float32 params: all float32 (see module doc)
     if scale != 1:
         for i in range(params.shape[0]):
             d = grads[i] * scale
@@ -97,7 +106,7 @@ def _rmsprop_fused_kernel(params, grads, g, local, lr, alpha, eps, scale):
 
 @_jit
 def _momentum_fused_kernel(params, grads, m, local, lr, mu, scale):
-    one_minus_mu = 1 - mu
+    one_minus_mu = np.float32(1) - mu
     for i in range(params.shape[0]):
         d = grads[i] * scale if scale != 1 else grads[i]
         mi = mu * m[i] + one_minus_mu * d
@@ -109,7 +118,7 @@ def _momentum_fused_kernel(params, grads, m, local, lr, mu, scale):
 
 @_jit
 def _momentum_kernel(params, grads, m, lr, mu):
-    one_minus_mu = 1 - mu
+    one_minus_mu = np.float32(1) - mu
     for i in range(params.shape[0]):
         mi = mu * m[i] + one_minus_mu * grads[i]
         m[i] = mi
