@@ -7,7 +7,9 @@ Not a test. For 1, 2, 4, ... workers up to the machine's cores it measures, in o
 2. **the update path** as a worker runs it on the Atari network's shared vector (677,943
    float32 parameters), every worker at once on ONE shared parameter vector and ONE shared
    RMSProp statistics vector: "three passes" (zero the gradient, norm + clip, RMSProp step,
-   theta' <- theta copy) and "fused" (norm, then ``step_and_copy``: one pass), ms per update;
+   theta' <- theta copy), "fused" (norm, then ``step_and_copy``: one pass, what workers
+   run) and "before" (the three passes with the step's arithmetic in float64, as it was
+   before nbasync computed float32 updates in float32), ms per update;
 3. **training**: A3C on Pong, agent steps/s (``bench/throughput.py``'s slope of two time
    limits), unless ``--no-train``.
 
@@ -34,6 +36,7 @@ import sys
 import time
 
 import numpy as np
+from numba import njit
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from _machine import machine  # noqa: E402  (bench/ is sys.path[0])
@@ -50,6 +53,13 @@ T_MAX = 5  # the Atari preset's rollout: one update per 5 agent steps per worker
 # shared parameters, g = the shared RMSProp statistics, local = the worker's theta'.
 # Backward writes d too, but that traffic belongs to the backward (it is the same in both).
 UPDATE_PASSES = {
+    "before": [  # the three passes with the step's arithmetic in float64 (before 2026-12)
+        ("zero_grad: d <- 0", (), ("d",)),
+        ("global norm of d", ("d",), ()),
+        ("clip: d <- s d (when the norm exceeds 40)", ("d",), ("d",)),
+        ("RMSProp step", ("d", "g", "theta"), ("g", "theta")),
+        ("sync: local <- theta", ("theta",), ("local",)),
+    ],
     "three passes": [
         ("zero_grad: d <- 0", (), ("d",)),
         ("global norm of d", ("d",), ()),
@@ -76,6 +86,18 @@ def bytes_per_update(path: str, n_params: int, clip_rate: float = 1.0, itemsize:
         weight = clip_rate if name.startswith("clip") else 1.0
         total += weight * (len(reads) + len(writes)) * n_params * itemsize
     return total
+
+
+@njit(cache=True, error_model="numpy")
+def _rmsprop_float64_arithmetic(params, grads, g, lr, alpha, eps):
+    """The RMSProp kernel as it was: ``1 - alpha`` (an int minus a float32) made numba do
+    every element's arithmetic, square root and division in float64."""
+    one_minus_alpha = 1 - alpha
+    for i in range(params.shape[0]):
+        d = grads[i]
+        gi = alpha * g[i] + one_minus_alpha * d * d
+        g[i] = gi
+        params[i] -= lr * d / np.sqrt(gi + eps)
 
 
 # ----------------------------------------------------------------------------- triad
@@ -132,6 +154,15 @@ def _update_worker(index, handle, args, events, stop) -> None:
         grads = fresh.copy()
         local = params.copy()
 
+        f32 = np.float32
+
+        def before():
+            grads[...] = 0.0
+            np.copyto(grads, fresh)
+            clip_grad_norm(grads, 40.0)
+            _rmsprop_float64_arithmetic(params, grads, opt.g, f32(1e-7), f32(0.99), f32(0.1))
+            np.copyto(local, params)
+
         def three_passes():
             grads[...] = 0.0
             np.copyto(grads, fresh)  # stands in for the backward (its time is subtracted)
@@ -148,13 +179,14 @@ def _update_worker(index, handle, args, events, stop) -> None:
         def refill_only():
             np.copyto(grads, fresh)
 
-        for f in (three_passes, fused, refill_only):  # warm-up (numba cache load)
+        for f in (before, three_passes, fused, refill_only):  # warm-up (numba cache load)
             f()
         state.add_steps(index, 1)
         while state.global_step() < n_workers:  # start together
             time.sleep(0.0005)
         spans = {}
-        for name, f in (("three passes", three_passes), ("fused", fused), ("refill", refill_only)):
+        paths = (("before", before), ("three passes", three_passes), ("fused", fused))
+        for name, f in (*paths, ("refill", refill_only)):
             t0 = time.time()
             for _ in range(iters):
                 f()
@@ -217,10 +249,9 @@ def main(argv=None) -> int:
     model = {}
     for path in UPDATE_PASSES:
         b = bytes_per_update(path, n)
-        if "train steps/s" in rows[w0]:
-            updates_per_s = rows[w0]["train steps/s"] / w0 / T_MAX
-        else:  # no training measured: the update path alone, back to back
-            updates_per_s = 1e3 / rows[w0][f"{path} ms"]
+        if "train steps/s" not in rows[w0]:
+            continue  # the model needs a worker's real update rate: training
+        updates_per_s = rows[w0]["train steps/s"] / w0 / T_MAX
         model[path] = {
             "bytes_per_update": b,
             "updates_per_s_per_worker": updates_per_s,
@@ -237,11 +268,14 @@ def main(argv=None) -> int:
     cols = ["triad_gbs", *(f"{p} ms" for p in UPDATE_PASSES)]
     if not a.no_train:
         cols.append("train steps/s")
-    print("workers | " + " | ".join(cols) + " | fused / three passes")
+    print("workers | " + " | ".join(cols) + " | before / fused | three passes / fused")
     for w, r in rows.items():
         cells = [f"{r[c]:.3f}" if "ms" in c else f"{r[c]:.1f}" for c in cols]
-        ratio = r["three passes ms"] / r["fused ms"]
-        print(f"{w:7d} | " + " | ".join(cells) + f" | {ratio:.2f}x faster")
+        ratios = r["before ms"] / r["fused ms"], r["three passes ms"] / r["fused ms"]
+        print(f"{w:7d} | " + " | ".join(cells) + " | {:.2f}x | {:.2f}x".format(*ratios))
+    if not model:
+        print("\nmodel: needs the training runs (without --no-train)")
+        return 0
     print(f"\nmodel (bandwidth of all cores: {full_bw / 1e9:.1f} GB/s, triad):")
     for path, m in model.items():
         print(
