@@ -13,11 +13,20 @@ Update rules (elementwise, d = gradient of the loss being minimised):
     momentum SGD (paper's form):        m     <- mu * m + (1 - mu) * d
                                         theta <- theta - lr * m
 
+Arithmetic in the parameters' dtype: a float32 update computes in float32 (``1 - alpha`` is
+formed as a float32, not from the int 1, which made numba promote every element's g, square
+root and division to float64). Measured on the 2-core Xeon (AVX-512) at the Atari network's
+677,943 parameters: the step 1,045 -> 283 us, at 40k parameters 57 -> 16 us (float64 vector
+square roots and divisions cost about 3.5x float32's). The results differ from the float64
+intermediates by float32 rounding only (the tests' NumPy references compute in float32 too).
+
 Cost model: the RMSProp step reads d, g, theta and writes g, theta, i.e. 5 * n * itemsize
-bytes (20 bytes per parameter in float32). For the Atari network (n = 677,943 with 6 actions)
-that is 13.6 MB per step; at ~10 GB/s of single-core bandwidth the floor is ~1.4 ms, at a
-machine's full ~20-100 GB/s a few hundred microseconds. Clipping reads d once and, when it
-clips, reads and writes it again (4-12 bytes per parameter). ``bench/hogwild.py`` measures it.
+bytes (20 bytes per parameter in float32). For the Atari network that is 13.6 MB per step.
+The worker's whole update path (``ActorLearner.apply_gradients``) is one norm pass over d
+and ONE fused pass (``step_and_copy``: the clip's scale, the step, and theta' <- theta),
+24 bytes per parameter instead of 36 for clip + step + copy as three passes.
+``bench/scaling.py`` measures both paths and the machine's bandwidth; ``bench/hogwild.py``
+the step alone.
 
 JIT: fastmath comes from ``nbasync/nn/_jit.py`` (the one place where it is chosen; OFF).
 The decorator adds ``error_model="numpy"`` to it: with numba's default ("python") every
@@ -39,6 +48,8 @@ __all__ = [
     "RMSProp",
     "MomentumSGD",
     "clip_grad_norm",
+    "clip_scale",
+    "rmsprop_step_and_copy",
     "global_norm",
     "linear_lr",
     "make_optimizer",
@@ -61,7 +72,7 @@ _jit_reduce = njit(cache=True, fastmath=REDUCE_FASTMATH, error_model="numpy")
 
 @_jit
 def _rmsprop_kernel(params, grads, g, lr, alpha, eps):
-    one_minus_alpha = 1 - alpha
+    one_minus_alpha = np.float32(1) - alpha  # float32 params: all float32 (see module doc)
     for i in range(params.shape[0]):
         d = grads[i]
         gi = alpha * g[i] + one_minus_alpha * d * d
@@ -70,8 +81,44 @@ def _rmsprop_kernel(params, grads, g, lr, alpha, eps):
 
 
 @_jit
+def _rmsprop_fused_kernel(params, grads, g, local, lr, alpha, eps, scale):
+    # The whole update path in one pass over memory: the clip's scaling of d, the RMSProp step
+    # and the theta' <- theta refresh. Bit for bit the same as _scale_kernel (when scale != 1),
+    # _rmsprop_kernel and a copy: the same float ops in the same order on each element.
+    one_minus_alpha = np.float32(1) - alpha  # float32 params: all float32 (see module doc)
+    if scale != 1:
+        for i in range(params.shape[0]):
+            d = grads[i] * scale
+            gi = alpha * g[i] + one_minus_alpha * d * d
+            g[i] = gi
+            p = params[i] - lr * d / np.sqrt(gi + eps)
+            params[i] = p
+            local[i] = p
+    else:
+        for i in range(params.shape[0]):
+            d = grads[i]
+            gi = alpha * g[i] + one_minus_alpha * d * d
+            g[i] = gi
+            p = params[i] - lr * d / np.sqrt(gi + eps)
+            params[i] = p
+            local[i] = p
+
+
+@_jit
+def _momentum_fused_kernel(params, grads, m, local, lr, mu, scale):
+    one_minus_mu = np.float32(1) - mu
+    for i in range(params.shape[0]):
+        d = grads[i] * scale if scale != 1 else grads[i]
+        mi = mu * m[i] + one_minus_mu * d
+        m[i] = mi
+        p = params[i] - lr * mi
+        params[i] = p
+        local[i] = p
+
+
+@_jit
 def _momentum_kernel(params, grads, m, lr, mu):
-    one_minus_mu = 1 - mu
+    one_minus_mu = np.float32(1) - mu
     for i in range(params.shape[0]):
         mi = mu * m[i] + one_minus_mu * grads[i]
         m[i] = mi
@@ -135,6 +182,25 @@ def rmsprop_step(params, grads, g, lr, alpha=0.99, eps=0.1) -> None:
     _rmsprop_kernel(params, grads, g, t(lr), t(alpha), t(eps))
 
 
+def rmsprop_step_and_copy(
+    params, grads, g, local, lr, alpha=0.99, eps=0.1, grad_scale: float = 1.0
+) -> None:
+    """``rmsprop_step`` on ``grads * grad_scale``, then ``local[:] = params``, in ONE pass.
+
+    The fused form of clip (given its scale, see ``clip_scale``) + step + the worker's
+    theta' <- theta refresh: it reads d, g and theta and writes g, theta and theta' once
+    (24 bytes per float32 parameter instead of 36 for the three passes). The result is bit
+    for bit that of the three passes, except that theta' gets this worker's own new theta
+    rather than a re-read of the shared vector a moment later (which may already hold another
+    worker's update: either is a valid Hogwild snapshot; with one worker they are equal).
+    """
+    _check_same(params, ("grads", grads), ("g", g), ("local", local))
+    if not local.flags.writeable:
+        raise ValueError("local is read-only")
+    t = params.dtype.type
+    _rmsprop_fused_kernel(params, grads, g, local, t(lr), t(alpha), t(eps), t(grad_scale))
+
+
 def momentum_step(params, grads, m, lr, momentum=0.9) -> None:
     """One momentum-SGD step in the paper's form: m <- mu m + (1 - mu) d; theta -= lr m."""
     _check_same(params, ("grads", grads), ("m", m))
@@ -157,11 +223,21 @@ def clip_grad_norm(grads: np.ndarray, max_norm: float = 40.0) -> float:
     if max_norm <= 0:
         raise ValueError(f"max_norm must be > 0, got {max_norm}")
     norm = global_norm(grads)
-    if math.isfinite(norm) and norm > max_norm:
+    scale = clip_scale(norm, max_norm)
+    if scale != 1.0:
         if not grads.flags.writeable:
             raise ValueError("grads is read-only")
-        _scale_kernel(grads, grads.dtype.type(max_norm / (norm + 1e-6)))
+        _scale_kernel(grads, grads.dtype.type(scale))
     return norm
+
+
+def clip_scale(norm: float, max_norm: float) -> float:
+    """The factor global-norm clipping multiplies a gradient of L2 norm ``norm`` by: 1.0 when
+    ``max_norm`` is 0 (off), the norm is within it, or the norm is not finite (the caller
+    skips such an update), else ``max_norm / (norm + 1e-6)``."""
+    if max_norm > 0 and math.isfinite(norm) and norm > max_norm:
+        return max_norm / (norm + 1e-6)
+    return 1.0
 
 
 def linear_lr(lr0: float, global_step: int, total_steps: int) -> float:
@@ -190,6 +266,17 @@ class RMSProp:
     def step(self, params: np.ndarray, grads: np.ndarray, lr: float) -> None:
         rmsprop_step(params, grads, self.g, lr, self.alpha, self.eps)
 
+    def step_and_copy(
+        self,
+        params: np.ndarray,
+        grads: np.ndarray,
+        lr: float,
+        local: np.ndarray,
+        grad_scale: float = 1.0,
+    ) -> None:
+        """The step on ``grads * grad_scale``, then ``local[:] = params``, in one pass."""
+        rmsprop_step_and_copy(params, grads, self.g, local, lr, self.alpha, self.eps, grad_scale)
+
 
 class MomentumSGD:
     """Momentum SGD with per-worker momentum ``m`` (paper's form, see module docstring)."""
@@ -201,6 +288,19 @@ class MomentumSGD:
 
     def step(self, params: np.ndarray, grads: np.ndarray, lr: float) -> None:
         momentum_step(params, grads, self.m, lr, self.momentum)
+
+    def step_and_copy(
+        self,
+        params: np.ndarray,
+        grads: np.ndarray,
+        lr: float,
+        local: np.ndarray,
+        grad_scale: float = 1.0,
+    ) -> None:
+        """The step on ``grads * grad_scale``, then ``local[:] = params``, in one pass."""
+        _check_same(params, ("grads", grads), ("m", self.m), ("local", local))
+        t = params.dtype.type
+        _momentum_fused_kernel(params, grads, self.m, local, t(lr), t(self.momentum), t(grad_scale))
 
 
 def make_optimizer(

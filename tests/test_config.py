@@ -159,3 +159,15 @@ def test_resume_rules_live_in_config():
     skipped = may_differ_on_resume(stored)
     assert skipped >= RESUMABLE and "gae_lambda" in skipped and "lr" not in skipped
     assert build_config(resumed_settings(stored, {})).gae_lambda == 1.0
+
+
+def test_env_kwargs_reach_the_environment():
+    from nbasync.build import env_options, make_environment
+
+    config = build_config({"env": "Pendulum-v1", "env_kwargs": "g=5.0"})
+    assert env_options(config) == {"g": 5.0}
+    env, _ = make_environment(config, seed=0, continuous_ok=True)
+    assert env.unwrapped.g == 5.0
+    env.close()
+    atari = build_config({"env": "ALE/Pong-v5", "env_kwargs": "noop_max=7"})
+    assert env_options(atari) == {"noop_max": 7, "terminal_on_life_loss": False}

@@ -26,7 +26,7 @@ import numpy as np
 from ..build import action_dim, build_network, build_optimizer, make_environment, obs_scale
 from ..events import EpisodeEvent
 from ..normalise import ObsNormaliser, ReturnScaler, RunningMoments
-from ..optim import clip_grad_norm, global_norm, linear_lr
+from ..optim import clip_grad_norm, clip_scale, global_norm, linear_lr
 from .targets import draw_final_epsilon, epsilon_at
 from .telemetry import Telemetry
 
@@ -127,6 +127,7 @@ class ActorLearner:
             self.return_scaler = ReturnScaler(moments, config.gamma)
 
         self.optimizer = build_optimizer(config, self.net.n_params, state.opt_stats)
+        self._theta_fresh = False  # theta' already equals theta as this worker last wrote it
         # Largest gradient norm whose squares cannot overflow g (float32: ~1.8e19).
         self._max_unclipped_norm = math.sqrt(float(np.finfo(self.net.params.dtype).max))
         self.final_epsilon = final_epsilon_of(config, index)
@@ -244,8 +245,15 @@ class ActorLearner:
     # -- network --------------------------------------------------------------------------
     def sync(self) -> None:
         """theta' <- theta (a plain copy of the shared vector; other workers may be writing),
-        and the shared normalisation statistics as of now, fixed for the coming rollout."""
-        np.copyto(self.net.params, self.state.params)
+        and the shared normalisation statistics as of now, fixed for the coming rollout.
+
+        Right after this worker's own update the copy is skipped: ``apply_gradients`` wrote
+        theta' with theta in the same pass (the snapshot of theta is then taken at this
+        worker's write instead of a moment later; with one worker they are the same)."""
+        if self._theta_fresh:
+            self._theta_fresh = False
+        else:
+            np.copyto(self.net.params, self.state.params)
         self.refresh_normalisation()
 
     def _sync_recorded(self) -> None:
@@ -299,19 +307,23 @@ class ActorLearner:
         self.net.zero_grad()
         self.net.backward(self.dout[:n], n)
         grads = self.net.grads
-        if self.config.grad_clip > 0:
-            norm = clip_grad_norm(grads, self.config.grad_clip)
-            finite = math.isfinite(norm)
-        else:
-            norm = global_norm(grads)
-            finite = norm <= self._max_unclipped_norm  # False for nan and inf too
+        clip = self.config.grad_clip
+        norm = global_norm(grads)
+        # Clipped: a finite norm is enough (the clip scales it down); unclipped, d^2 must
+        # not overflow g either (False for nan and inf too).
+        finite = math.isfinite(norm) if clip > 0 else norm <= self._max_unclipped_norm
         self.state.record_update(self.index, finite)
         if not finite:
             return False
         lr = self.config.lr
         if self.config.anneal_lr:
             lr = linear_lr(lr, self.state.global_step(), self.config.steps)
-        self.optimizer.step(self.state.params, grads, lr)
+        # One pass: the clip's scale, the step on shared theta, and theta' <- theta (so the
+        # next ``sync`` has nothing to copy). Bit for bit the clip, step and copy it replaces.
+        self.optimizer.step_and_copy(
+            self.state.params, grads, lr, self.net.params, grad_scale=clip_scale(norm, clip)
+        )
+        self._theta_fresh = True
         if self.target_net is not None:
             self.state.maybe_update_target(self.config.target_interval)
         return True

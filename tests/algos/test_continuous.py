@@ -45,7 +45,7 @@ def test_q_methods_refuse_continuous_actions(algo, capsys):
 
 
 def test_evaluate_continuous_actions_greedy_and_sampled():
-    c = build_config({"env": "Pendulum-v1"})
+    c = build_config({"env": "Pendulum-v1", "obs_norm": False})  # raw params, no moments
     net = build_network(c, probe_env(c, True), POLICY_VALUE, max_batch=1)
     net.init_params(0)
     greedy = evaluate(c, net.params, episodes=2, seed=3)

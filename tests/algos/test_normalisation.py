@@ -18,8 +18,8 @@ def choose_first(t, out):
     return 0
 
 
-def test_off_by_default_nothing_is_normalised(make_learners):
-    (w,) = make_learners(env="CartPole-v1", seed=1)
+def test_off_nothing_is_normalised(make_learners):
+    (w,) = make_learners(env="CartPole-v1", seed=1, return_norm=False)  # classic: on
     assert w.obs_norm is None and w.return_scaler is None
     assert w.state.obs_moments is None and w.state.return_moments is None
     obs = w.reset()

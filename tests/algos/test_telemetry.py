@@ -145,7 +145,10 @@ def test_staleness_counts_the_other_workers_updates_between_sync_and_write(make_
 
 def test_telemetry_does_not_change_learning(make_learners):
     """The same single-worker run with telemetry off and on gives identical parameters; off,
-    the actor-learner uses the plain methods (nothing bound, no telemetry counter moves)."""
+    the actor-learner uses the plain methods (nothing bound, no telemetry counter moves).
+    Off, the update is the fused one pass (clip scale + step + theta' refresh, ``sync``
+    then copies nothing); on, the three passes: so this also checks that they agree bit for
+    bit, with clipping firing (grad_clip 0.5)."""
     finals = []
     for every in (0, 1):
         (w,) = _learners(make_learners, telemetry_every=every, steps=400, grad_clip=0.5)

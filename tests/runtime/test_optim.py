@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 from nbasync.optim import (
     clip_grad_norm,
+    clip_scale,
+    global_norm,
     linear_lr,
     make_optimizer,
     momentum_step,
@@ -159,3 +161,47 @@ def test_linear_lr():
     assert linear_lr(7e-4, 150, 100) == 0.0  # workers overshoot T: never negative
     with pytest.raises(ValueError):
         linear_lr(1e-3, 0, 0)
+
+
+@pytest.mark.parametrize("kind", ["rmsprop", "momentum"])
+@pytest.mark.parametrize("max_norm", [0.0, 1e9, 5.0], ids=["off", "within", "clips"])
+def test_fused_step_and_copy_is_bit_for_bit_the_three_passes(dtype, kind, max_norm):
+    """clip (in place) + step + theta' <- theta equals step_and_copy with the clip's scale."""
+    theta, d, _ = arrays(dtype)
+    opt_a = make_optimizer(kind, d.size, dtype=dtype)
+    opt_b = make_optimizer(kind, d.size, dtype=dtype)
+    theta_a, theta_b = theta.copy(), theta.copy()
+    local_a, local_b = np.zeros_like(theta), np.zeros_like(theta)
+    for step in range(3):  # several steps, so the statistics carry over too
+        grads = (d * (step + 1)).astype(dtype)
+        grads_a, grads_b = grads.copy(), grads.copy()
+        if max_norm > 0:
+            clip_grad_norm(grads_a, max_norm)
+        opt_a.step(theta_a, grads_a, 1e-2)
+        np.copyto(local_a, theta_a)
+        scale = clip_scale(global_norm(grads_b), max_norm)
+        opt_b.step_and_copy(theta_b, grads_b, 1e-2, local_b, grad_scale=scale)
+        assert (max_norm == 5.0) == (scale != 1.0)
+        np.testing.assert_array_equal(theta_b, theta_a)
+        np.testing.assert_array_equal(local_b, local_a)
+        np.testing.assert_array_equal(grads_b, grads)  # the fused form leaves d untouched
+    state_a = opt_a.g if kind == "rmsprop" else opt_a.m
+    state_b = opt_b.g if kind == "rmsprop" else opt_b.m
+    np.testing.assert_array_equal(state_b, state_a)
+
+
+def test_fused_step_and_copy_checks_its_arrays():
+    theta = np.zeros(8, np.float32)
+    opt = make_optimizer("rmsprop", 8)
+    with pytest.raises(ValueError, match="local"):
+        opt.step_and_copy(theta, np.zeros(8, np.float32), 0.1, np.zeros(7, np.float32))
+    with pytest.raises(ValueError, match="local float64"):
+        opt.step_and_copy(theta, np.zeros(8, np.float32), 0.1, np.zeros(8, np.float64))
+
+
+def test_clip_scale():
+    assert clip_scale(10.0, 0.0) == 1.0
+    assert clip_scale(10.0, 40.0) == 1.0
+    assert clip_scale(float("nan"), 40.0) == 1.0
+    assert clip_scale(float("inf"), 40.0) == 1.0
+    assert clip_scale(80.0, 40.0) == pytest.approx(0.5)
