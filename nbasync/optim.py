@@ -50,6 +50,7 @@ __all__ = [
     "clip_grad_norm",
     "clip_scale",
     "rmsprop_step_and_copy",
+    "momentum_step_and_copy",
     "global_norm",
     "linear_lr",
     "make_optimizer",
@@ -83,33 +84,23 @@ def _rmsprop_kernel(params, grads, g, lr, alpha, eps):
 @_jit
 def _rmsprop_fused_kernel(params, grads, g, local, lr, alpha, eps, scale):
     # The whole update path in one pass over memory: the clip's scaling of d, the RMSProp step
-    # and the theta' <- theta refresh. Bit for bit the same as _scale_kernel (when scale != 1),
-    # _rmsprop_kernel and a copy: the same float ops in the same order on each element.
+    # and the theta' <- theta refresh. Bit for bit _scale_kernel (a scale of 1 changes no
+    # bit: x * 1 == x), _rmsprop_kernel and a copy: the same float ops in the same order.
     one_minus_alpha = np.float32(1) - alpha  # float32 params: all float32 (see module doc)
-    if scale != 1:
-        for i in range(params.shape[0]):
-            d = grads[i] * scale
-            gi = alpha * g[i] + one_minus_alpha * d * d
-            g[i] = gi
-            p = params[i] - lr * d / np.sqrt(gi + eps)
-            params[i] = p
-            local[i] = p
-    else:
-        for i in range(params.shape[0]):
-            d = grads[i]
-            gi = alpha * g[i] + one_minus_alpha * d * d
-            g[i] = gi
-            p = params[i] - lr * d / np.sqrt(gi + eps)
-            params[i] = p
-            local[i] = p
+    for i in range(params.shape[0]):
+        d = grads[i] * scale
+        gi = alpha * g[i] + one_minus_alpha * d * d
+        g[i] = gi
+        p = params[i] - lr * d / np.sqrt(gi + eps)
+        params[i] = p
+        local[i] = p
 
 
 @_jit
 def _momentum_fused_kernel(params, grads, m, local, lr, mu, scale):
     one_minus_mu = np.float32(1) - mu
     for i in range(params.shape[0]):
-        d = grads[i] * scale if scale != 1 else grads[i]
-        mi = mu * m[i] + one_minus_mu * d
+        mi = mu * m[i] + one_minus_mu * (grads[i] * scale)
         m[i] = mi
         p = params[i] - lr * mi
         params[i] = p
@@ -199,6 +190,16 @@ def rmsprop_step_and_copy(
         raise ValueError("local is read-only")
     t = params.dtype.type
     _rmsprop_fused_kernel(params, grads, g, local, t(lr), t(alpha), t(eps), t(grad_scale))
+
+
+def momentum_step_and_copy(params, grads, m, local, lr, momentum=0.9, grad_scale=1.0) -> None:
+    """``momentum_step`` on ``grads * grad_scale``, then ``local[:] = params``, in one pass
+    (see ``rmsprop_step_and_copy``)."""
+    _check_same(params, ("grads", grads), ("m", m), ("local", local))
+    if not local.flags.writeable:
+        raise ValueError("local is read-only")
+    t = params.dtype.type
+    _momentum_fused_kernel(params, grads, m, local, t(lr), t(momentum), t(grad_scale))
 
 
 def momentum_step(params, grads, m, lr, momentum=0.9) -> None:
@@ -298,9 +299,7 @@ class MomentumSGD:
         grad_scale: float = 1.0,
     ) -> None:
         """The step on ``grads * grad_scale``, then ``local[:] = params``, in one pass."""
-        _check_same(params, ("grads", grads), ("m", self.m), ("local", local))
-        t = params.dtype.type
-        _momentum_fused_kernel(params, grads, self.m, local, t(lr), t(self.momentum), t(grad_scale))
+        momentum_step_and_copy(params, grads, self.m, local, lr, self.momentum, grad_scale)
 
 
 def make_optimizer(
