@@ -52,21 +52,16 @@ T_MAX = 5  # the Atari preset's rollout: one update per 5 agent steps per worker
 # the code runs them: (pass, arrays read, arrays written). d = the gradient, theta = the
 # shared parameters, g = the shared RMSProp statistics, local = the worker's theta'.
 # Backward writes d too, but that traffic belongs to the backward (it is the same in both).
+THREE_PASSES = [
+    ("zero_grad: d <- 0", (), ("d",)),
+    ("global norm of d", ("d",), ()),
+    ("clip: d <- s d (when the norm exceeds 40)", ("d",), ("d",)),
+    ("RMSProp step", ("d", "g", "theta"), ("g", "theta")),
+    ("sync: local <- theta", ("theta",), ("local",)),
+]
 UPDATE_PASSES = {
-    "before": [  # the three passes with the step's arithmetic in float64 (before 2026-12)
-        ("zero_grad: d <- 0", (), ("d",)),
-        ("global norm of d", ("d",), ()),
-        ("clip: d <- s d (when the norm exceeds 40)", ("d",), ("d",)),
-        ("RMSProp step", ("d", "g", "theta"), ("g", "theta")),
-        ("sync: local <- theta", ("theta",), ("local",)),
-    ],
-    "three passes": [
-        ("zero_grad: d <- 0", (), ("d",)),
-        ("global norm of d", ("d",), ()),
-        ("clip: d <- s d (when the norm exceeds 40)", ("d",), ("d",)),
-        ("RMSProp step", ("d", "g", "theta"), ("g", "theta")),
-        ("sync: local <- theta", ("theta",), ("local",)),
-    ],
+    "before": THREE_PASSES,  # the same passes, the step's arithmetic in float64 (before 2026-12)
+    "three passes": THREE_PASSES,
     "fused": [
         ("zero_grad: d <- 0", (), ("d",)),
         ("global norm of d", ("d",), ()),
