@@ -27,7 +27,9 @@ FRAMES_PER_STEP = 4  # Atari action repeat
 
 def test_atari_preset_uses_paper_settings():
     c = build_config({"algo": "nstep_q", "env": "ALE/Pong-v5"})
-    assert c.network == "atari" and c.clip_rewards and c.lr == 7e-4
+    assert c.network == "atari" and c.clip_rewards
+    # Measured on Pong (docs/results/README.md), not the paper's eps 0.1 / lr ~7e-4.
+    assert (c.lr, c.rmsprop_eps) == (1e-4, 1e-5)
     # The paper counts these in frames: target copy every 40,000, epsilon over 4M.
     assert c.target_interval * FRAMES_PER_STEP == 40_000
     assert c.epsilon_anneal_steps * FRAMES_PER_STEP == 4_000_000
