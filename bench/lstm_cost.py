@@ -15,6 +15,7 @@ shared): compare the columns of one run only.
 
     python bench/lstm_cost.py                       # CartPole-v1, classic preset
     python bench/lstm_cost.py --env ALE/Pong-v5 --steps 2000
+    python bench/lstm_cost.py --quick               # for tox: seconds
 """
 
 from __future__ import annotations
@@ -124,7 +125,10 @@ def main(argv=None) -> int:
     parser.add_argument("--env", default="CartPole-v1")
     parser.add_argument("--steps", type=int, default=20_000, help="agent steps per loop run")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="seconds, not minutes (for tox)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.steps, args.repeats = min(args.steps, 500), 1
     atari = args.env.startswith("ALE/")
     cases = {
         "feed-forward": {"env": args.env, "lr": 1e-12},
@@ -137,7 +141,7 @@ def main(argv=None) -> int:
     for _ in range(args.repeats):
         for name, settings in cases.items():
             loops[name].append(loop_us_per_step(settings, args.steps))
-    calls = 50 if atari else 2000
+    calls = 50 if atari else (200 if args.quick else 2000)
     parts = {name: parts_us_per_step(settings, calls) for name, settings in cases.items()}
     ff, lstm = (statistics.median(loops[name]) for name in cases)
     print(f"{args.env}, one worker in-process, CPU us per agent step (medians):")
