@@ -1,7 +1,7 @@
 """Benchmark: what the LSTM adds to an A3C agent step, part by part, against feed-forward.
 
-Not a test. One worker's real loop (``run_worker`` on a throwaway shared state, in this
-process) is timed in CPU time per agent step for the feed-forward net and the same net with
+Not a test. One worker's real loop (``nbasync.train.run_in_process``: a throwaway shared state, in
+this process) is timed in CPU time per agent step for the feed-forward net and the same net with
 ``--recurrent``, cases interleaved, medians over ``--repeats``. The learning rate is ~0
 (1e-12) so both nets play the same random episodes: a net that learns plays longer episodes
 and changes the steps per update, which would be a different comparison.
@@ -21,7 +21,6 @@ shared): compare the columns of one run only.
 from __future__ import annotations
 
 import argparse
-import queue
 import statistics
 import sys
 import time
@@ -33,11 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _machine import machine  # noqa: E402  (bench/ is sys.path[0])
 
 from nbasync.algos import get_algorithm  # noqa: E402
-from nbasync.algos.base import run_worker  # noqa: E402
-from nbasync.build import build_network, normalisation_layout, probe_env  # noqa: E402
+from nbasync.build import build_network, probe_env  # noqa: E402
 from nbasync.config import build_config  # noqa: E402
 from nbasync.optim import clip_scale, global_norm, make_optimizer  # noqa: E402
-from nbasync.shared import SharedState  # noqa: E402
+from nbasync.train import run_in_process  # noqa: E402
 
 T_MAX = 5
 
@@ -57,23 +55,9 @@ def cpu_us(fn, calls: int, repeats: int = 5) -> float:
 def loop_us_per_step(settings: dict, steps: int) -> float:
     """CPU us per agent step of one worker's whole loop (act, learn, update)."""
     config = build_config({"algo": "a3c", "workers": 1, "steps": steps, **settings})
-    algo = get_algorithm(config.algo)
-    info = probe_env(config, algo.continuous)
-    net = build_network(config, info, algo.head, max_batch=1)
-    obs_dim, return_norm = normalisation_layout(config, info)
-    with SharedState.create(
-        n_params=net.n_params,
-        n_workers=1,
-        target=False,
-        optimizer_stats=True,
-        obs_norm_dim=obs_dim,
-        return_norm=return_norm,
-    ) as state:
-        net.bind(state.params, net.grads)
-        net.init_params(0)
-        t0 = time.thread_time()
-        run_worker(config, algo, 0, state, queue.SimpleQueue())
-        return (time.thread_time() - t0) / steps * 1e6
+    t0 = time.thread_time()
+    run_in_process(config, get_algorithm(config.algo))
+    return (time.thread_time() - t0) / steps * 1e6
 
 
 def parts_us_per_step(settings: dict, calls: int) -> dict[str, float]:

@@ -141,15 +141,20 @@ def warm_up(config: TrainConfig, algo: AlgorithmSpec) -> None:
     telemetry), and this also fails early, before any worker is spawned, on a shape or dtype
     the configuration cannot run.
     """
-    short = config.replace(steps=3 * (config.t_max + 1), workers=1)
-    info = probe_env(short, algo.continuous)
-    net = build_network(short, info, algo.head, max_batch=1)
-    obs_norm_dim, return_norm = normalisation_layout(short, info)
+    run_in_process(config.replace(steps=3 * (config.t_max + 1), workers=1), algo)
+
+
+def run_in_process(config: TrainConfig, algo: AlgorithmSpec) -> None:
+    """Worker 0's loop for ``config.steps`` steps in this process, on a throwaway shared
+    state (fresh parameters from seed 0): the warm-up, and benchmarks of one worker's loop."""
+    info = probe_env(config, algo.continuous)
+    net = build_network(config, info, algo.head, max_batch=1)
+    obs_norm_dim, return_norm = normalisation_layout(config, info)
     with SharedState.create(
         n_params=net.n_params,
         n_workers=1,
         target=algo.target_network,
-        optimizer_stats=short.optimizer == "shared_rmsprop",
+        optimizer_stats=config.optimizer == "shared_rmsprop",
         obs_norm_dim=obs_norm_dim,
         return_norm=return_norm,
     ) as state:
@@ -157,7 +162,7 @@ def warm_up(config: TrainConfig, algo: AlgorithmSpec) -> None:
         net.init_params(0)
         if state.target is not None:
             state.target[:] = state.params
-        run_worker(short, algo, 0, state, queue.SimpleQueue())
+        run_worker(config, algo, 0, state, queue.SimpleQueue())
 
 
 def train(config: TrainConfig, announce: str | None = None) -> TrainSummary:
