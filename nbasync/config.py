@@ -154,8 +154,9 @@ class TrainConfig:
         "agent steps between checkpoints (0 = only at the end)", default=0
     )
     time_limit: float = _help(
-        "stop after this many seconds of wall-clock time (0 = no limit); lr still anneals "
-        "over --steps",
+        "stop after this many seconds of training wall time, counted over the whole run "
+        "when resumed (0 = no limit). lr still anneals over --steps: ask for more steps "
+        "than the time allows, or lr nears 0 before the clock stops the run",
         default=0.0,
     )
     skip_limit: int = _help(
