@@ -81,6 +81,8 @@ class Progress:
     quiet: bool
     start_step: int = 0
     start_time: float = field(default_factory=time.time)
+    time_limit: float = 0.0  # seconds of training for the whole run (0 = none)
+    elapsed_before: float = 0.0  # training seconds of the parts before a resume
     returns: collections.deque = field(default_factory=lambda: collections.deque(maxlen=100))
     episodes: int = 0
     skipped_updates: int = 0
@@ -97,6 +99,8 @@ class Progress:
         elapsed = time.time() - self.start_time
         rate = (step - self.start_step) / max(elapsed, 1e-9)
         left = (self.total_steps - step) / rate if rate > 0 else math.inf
+        if self.time_limit:
+            left = min(left, max(self.time_limit - self.elapsed_before - elapsed, 0.0))
         return (
             f"steps {step:>10,d}/{self.total_steps:,d} | {rate:7.0f} steps/s | "
             f"episodes {self.episodes:6d} | mean return (100) {self.mean_return():8.2f} | "
@@ -242,6 +246,11 @@ def _resume_locked(run_dir: str | Path, overrides: dict[str, Any], lock: RunLock
         raise ConfigError(
             f"--steps: the run is already at step {ckpt.step}; ask for more than that to continue"
         )
+    if config.time_limit and ckpt.elapsed_s >= config.time_limit:
+        raise ConfigError(
+            f"--time-limit: the run has already trained for {ckpt.elapsed_s:.0f} s and the "
+            f"limit counts the whole run; ask for more than that (0 = no limit)"
+        )
     segment = int(ckpt.rng_state.get("segment", 0)) + 1
     if lock is None:  # a run directory from before run locks: claim it now
         lock = lock_run_dir(runfile.out_dir)
@@ -276,7 +285,12 @@ def _run(
     norm_moments: dict[str, np.ndarray] | None = None,
 ) -> TrainSummary:
     warm_up(config, algo)
-    progress = Progress(total_steps=config.steps, quiet=config.quiet)
+    progress = Progress(
+        total_steps=config.steps,
+        quiet=config.quiet,
+        time_limit=config.time_limit,
+        elapsed_before=elapsed0,
+    )
     obs_norm_dim, return_norm = normalisation_layout(config, info)
     with SharedState.create(
         n_params=params.size,
@@ -378,9 +392,7 @@ def _run(
                 state=state,
                 worker_args=WorkerArgs(config.to_dict(), segment, algo),
                 on_event=on_event,
-                should_stop=lambda: (
-                    bool(config.time_limit) and time.time() - started >= config.time_limit
-                ),
+                should_stop=lambda: bool(config.time_limit) and elapsed() >= config.time_limit,
                 poll_s=0.25,
                 on_poll=on_poll,
                 stall_timeout_s=config.stall_timeout,

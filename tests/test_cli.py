@@ -72,6 +72,7 @@ BAD_INPUTS = [
     ("train", ["--resume", "{run}", "--algo", "a3c_gae"], "cannot change algo"),
     ("train", ["--resume", "{run}", "--gae-lambda", "0.5"], "cannot change gae_lambda"),
     ("train", ["--resume", "{run}"], "already at step"),
+    ("train", ["--resume", "{run}", "--steps", "200", "--time-limit", "20"], "trained for 30 s"),
     ("train", ["--out", "{tmp}/blocker/run", "--steps", "10"], "cannot create run directory"),
     # nbasync-eval
     ("eval", ["{tmp}/missing"], "no run file"),
@@ -103,7 +104,7 @@ def finished_run(tmp_path_factory):
     net = build_network(config, probe_env(config, True), POLICY_VALUE, max_batch=1)
     net.init_params(0)
     rf = RunFile.create(out, config.to_dict(), net.layout)
-    rf.write_checkpoint(100, net.params, worker_steps=[50, 50])
+    rf.write_checkpoint(100, net.params, worker_steps=[50, 50], elapsed_s=30.0)
     return out
 
 

@@ -171,6 +171,17 @@ def test_resume_continues_to_the_new_budget(tmp_path):
     assert len(rf.episodes()) > n_episodes
 
 
+def test_time_limit_counts_the_whole_resumed_run(tmp_path):
+    train_mod.train(small(tmp_path, steps=10_000_000, workers=1, time_limit=1.5))
+    first = RunFile.open(tmp_path / "run").latest_checkpoint().elapsed_s
+    assert 1.5 <= first < 3.0
+    train_mod.resume(tmp_path / "run", {"time_limit": 3.0})
+    total = RunFile.open(tmp_path / "run").latest_checkpoint().elapsed_s
+    assert 3.0 <= total < 4.5  # the second part ran about 1.5 s more, not 3 s
+    with pytest.raises(ConfigError, match="--time-limit: the run has already trained"):
+        train_mod.resume(tmp_path / "run", {"time_limit": 2.0})
+
+
 def test_resume_rejects_changed_settings_and_finished_runs(tmp_path):
     train_mod.train(small(tmp_path))
     with pytest.raises(ConfigError, match="cannot change lr"):
@@ -466,3 +477,13 @@ def test_telemetry_of_two_workers_sees_stale_updates(tmp_path):
     rows = RunFile.open(tmp_path / "run").telemetry()
     assert set(np.unique(rows["worker"])) == {0, 1}
     assert rows["staleness"].max() > 0
+
+
+def test_progress_line_counts_down_the_time_limit_of_the_whole_run():
+    start = time.time() - 10.0
+    line = train_mod.Progress(
+        total_steps=100_000, quiet=True, start_time=start, time_limit=100.0, elapsed_before=40.0
+    ).line(500)  # 50 steps/s: the steps would take 33 min, the clock stops the run in 50 s
+    assert line.endswith(("00:50 left", "00:49 left"))
+    no_limit = train_mod.Progress(total_steps=100_000, quiet=True, start_time=start).line(500)
+    assert no_limit.endswith(("33:10 left", "33:09 left"))
