@@ -159,6 +159,13 @@ class TrainConfig:
         "than the time allows, or lr nears 0 before the clock stops the run",
         default=0.0,
     )
+    stop_return: float = _help(
+        "stop the run, as a finished one (checkpoint, evaluation), once the mean return of "
+        "the last --stop-window training episodes of all workers reaches this (inf = never). "
+        "For time-to-score experiments: nbasync-sweep's stop_at_target sets it",
+        default=math.inf,
+    )
+    stop_window: int = _help("episodes in the mean that --stop-return compares", default=100)
     skip_limit: int = _help(
         "stop the run (exit code 3, 'diverged') when a worker has skipped this many updates "
         "in a row because their gradients were not finite (NaN/inf); a skipped update is "
@@ -476,7 +483,9 @@ def validate(c: TrainConfig) -> None:
         raise bad("preset", f"unknown preset {c.preset!r} (choose from {', '.join(PRESET_NAMES)})")
     if not (math.isfinite(c.reward_scale) and c.reward_scale > 0):
         raise bad("reward_scale", f"must be a positive number, got {c.reward_scale}")
-    for name in ("workers", "steps", "t_max", "target_interval", "lstm_size", "skip_limit"):
+    for name in (
+        "workers", "steps", "t_max", "target_interval", "lstm_size", "skip_limit", "stop_window"
+    ):  # fmt: skip
         if getattr(c, name) < 1:
             raise bad(name, f"must be at least 1, got {getattr(c, name)}")
     for name in ("epsilon_anneal_steps", "checkpoint_every", "eval_episodes", "telemetry_every"):
@@ -496,6 +505,8 @@ def validate(c: TrainConfig) -> None:
         v = getattr(c, name)
         if not (math.isfinite(v) and v >= 0):
             raise bad(name, f"must be >= 0, got {v}")
+    if math.isnan(c.stop_return):
+        raise bad("stop_return", "must be a number (inf = never stop on the return)")
     for name in ("gamma", "rmsprop_alpha", "momentum", "gae_lambda"):
         v = getattr(c, name)
         if not (0.0 <= v <= 1.0):
@@ -517,7 +528,7 @@ def validate(c: TrainConfig) -> None:
 RESUMABLE = frozenset(
     {
         "steps", "workers", "quiet", "checkpoint_every", "eval_episodes", "out", "time_limit",
-        "skip_limit", "stall_timeout", "telemetry_every",
+        "skip_limit", "stall_timeout", "telemetry_every", "stop_return", "stop_window",
     }
 )  # fmt: skip
 """The settings a resumed run may change (``--resume``): how long and how wide it runs and

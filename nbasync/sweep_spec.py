@@ -1,11 +1,11 @@
 """The sweep spec (TOML) and the trials it stands for.
 
 Owns the spec's shape and checks: ``[sweep]`` (name, samples, seed, repeats, target,
-window), ``[base]`` (settings of every trial: the keys of ``nbasync-train --config``),
-``[grid]`` (lists: the cross product is taken), ``[sample]`` (distributions: ``loguniform``,
-``uniform``, ``choice``), and ``expand``: the same spec always gives the same trials, each
-validated as a ``TrainConfig``. A bad spec is one ``SweepSpecError`` line (exit code 2).
-Imports only ``config`` and ``errors`` (and numpy for the draws).
+window, stop_at_target), ``[base]`` (settings of every trial: the keys of ``nbasync-train
+--config``), ``[grid]`` (lists: the cross product is taken), ``[sample]`` (distributions:
+``loguniform``, ``uniform``, ``choice``), and ``expand``: the same spec always gives the
+same trials, each validated as a ``TrainConfig``. A bad spec is one ``SweepSpecError`` line
+(exit code 2). Imports only ``config`` and ``errors`` (and numpy for the draws).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ REPEAT_SEED_STRIDE = 1000
 
 # Settings the sweep decides for every trial; a spec may not set them.
 SET_BY_SWEEP = frozenset({"out", "quiet"})
-SWEEP_KEYS = frozenset({"name", "samples", "seed", "repeats", "target", "window"})
+SWEEP_KEYS = frozenset({"name", "samples", "seed", "repeats", "target", "window", "stop_at_target"})
 TABLES = frozenset({"sweep", "base", "grid", "sample"})
 DISTRIBUTIONS = ("loguniform", "uniform", "choice")
 
@@ -76,6 +76,7 @@ class SweepSpec:
     repeats: int = 1
     target: float | None = None
     window: int = 100
+    stop_at_target: bool = False  # each trial stops once it reaches the target
     name: str = ""
 
     def to_json(self) -> dict[str, Any]:
@@ -86,6 +87,7 @@ class SweepSpec:
             "repeats": self.repeats,
             "target": self.target,
             "window": self.window,
+            "stop_at_target": self.stop_at_target,
             "base": self.base,
             "grid": self.grid,
             "sample": {k: d.to_json() for k, d in self.sample.items()},
@@ -216,6 +218,19 @@ def parse_spec(data: dict[str, Any], source: str = "sweep spec") -> SweepSpec:
         or not math.isfinite(target)
     ):
         raise SweepSpecError(f"[sweep] target: must be a number, got {target!r}")
+    stop_at_target = meta.get("stop_at_target", False)
+    if not isinstance(stop_at_target, bool):
+        raise SweepSpecError(
+            f"[sweep] stop_at_target: must be true or false, got {stop_at_target!r}"
+        )
+    if stop_at_target and target is None:
+        raise SweepSpecError("[sweep] stop_at_target: needs a target ([sweep] target = ...)")
+    if stop_at_target:
+        for table, names in (("base", base), ("grid", grid), ("sample", sample)):
+            for clash in sorted({"stop_return", "stop_window"} & set(names)):
+                raise SweepSpecError(
+                    f"[{table}] {clash}: stop_at_target sets it from [sweep] target and window"
+                )
     name = meta.get("name", "")
     if not isinstance(name, str):
         raise SweepSpecError(f"[sweep] name: must be a string, got {name!r}")
@@ -228,6 +243,7 @@ def parse_spec(data: dict[str, Any], source: str = "sweep spec") -> SweepSpec:
         repeats=integer("repeats", 1, 1),
         target=None if target is None else float(target),
         window=integer("window", 100, 1),
+        stop_at_target=stop_at_target,
         name=name,
     )
 
@@ -264,6 +280,9 @@ def expand(spec: SweepSpec) -> list[Trial]:
         for draw in draws:
             for repeat in range(spec.repeats):
                 settings = {**spec.base, **point, **draw}
+                if spec.stop_at_target:
+                    settings["stop_return"] = spec.target
+                    settings["stop_window"] = spec.window
                 if repeat:
                     seed = int(settings.get("seed", TrainConfig.seed))
                     settings["seed"] = seed + REPEAT_SEED_STRIDE * repeat

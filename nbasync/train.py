@@ -59,6 +59,7 @@ class TrainSummary:
     mean_return: float
     evaluation: EvalResult | None = None
     skipped_updates: int = 0
+    stop_reason: str = ""  # why the run stopped before --steps and --time-limit, if it did
 
     def describe(self) -> str:
         text = (
@@ -66,6 +67,8 @@ class TrainSummary:
             f"({self.steps / max(self.elapsed_s, 1e-9):.0f} steps/s), mean return of the last "
             f"100 episodes {self.mean_return:.1f}; run file {self.out_dir / 'run.h5'}"
         )
+        if self.stop_reason:
+            text += f"\nstopped: {self.stop_reason}"
         if self.skipped_updates:
             text += f"\n{self.skipped_updates} updates skipped (non-finite gradients)"
         if self.evaluation is not None:
@@ -334,14 +337,26 @@ def _run(
             )
 
         tele_dtype = telemetry_dtype(len(runfile.param_layout()))
+        recent = collections.deque(maxlen=config.stop_window)  # returns --stop-return reads
+        stop_reason = ""
 
         def on_event(event: tuple) -> None:
             """Dispatch on the event's type (``nbasync.events``); the runner's own kinds
             (a worker restarted or stalled) are not logged."""
+            nonlocal stop_reason
             if isinstance(event, EpisodeEvent):
                 run_time = elapsed0 + event.wall - started
                 runfile.append_episode(event.worker, event.step, run_time, event.ret, event.length)
                 progress.episode(event.ret)
+                recent.append(event.ret)
+                if not stop_reason and len(recent) == recent.maxlen:
+                    mean = float(np.mean(recent))
+                    if mean >= config.stop_return:
+                        stop_reason = (
+                            f"the mean return of the last {len(recent)} episodes reached "
+                            f"{mean:.2f} (--stop-return {config.stop_return:g}) at step "
+                            f"{event.step:,}, {run_time:.0f} s into the run"
+                        )
             elif isinstance(event, TelemetryEvent):
                 rows = np.frombuffer(event.rows, tele_dtype).copy()
                 rows["wall_time"] += elapsed0 - started
@@ -392,7 +407,10 @@ def _run(
                 state=state,
                 worker_args=WorkerArgs(config.to_dict(), segment, algo),
                 on_event=on_event,
-                should_stop=lambda: bool(config.time_limit) and elapsed() >= config.time_limit,
+                should_stop=lambda: (
+                    bool(stop_reason)
+                    or (bool(config.time_limit) and elapsed() >= config.time_limit)
+                ),
                 poll_s=0.25,
                 on_poll=on_poll,
                 stall_timeout_s=config.stall_timeout,
@@ -428,6 +446,7 @@ def _run(
         progress.mean_return(),
         evaluation,
         progress.skipped_updates,
+        stop_reason,
     )
 
 

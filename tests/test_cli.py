@@ -46,6 +46,8 @@ BAD_INPUTS = [
     ("train", ["--seed", "-1"], "--seed: must be in [0,"),
     ("train", ["--gamma", "1.5"], "--gamma"),
     ("train", ["--time-limit", "inf"], "--time-limit"),
+    ("train", ["--stop-return", "nan"], "--stop-return: must be a number"),
+    ("train", ["--stop-window", "0"], "--stop-window: must be at least 1, got 0"),
     ("train", ["--no-such-flag"], "unrecognized arguments"),
     ("train", ["--algo", "nstep_q", "--env", "Pendulum-v1"], "discrete"),
     ("train", ["--network", "atari"], "--network: atari (the conv net) needs (C, H, W) images"),

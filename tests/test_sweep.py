@@ -105,6 +105,13 @@ def test_loguniform_draws_are_uniform_in_log_space():
             "[sweep] samples: must be an integer >= 1",
         ),
         ("[base\n", "not valid TOML"),
+        (f"[sweep]\nstop_at_target = true\n[base]\n{BASE}", "stop_at_target: needs a target"),
+        (f"[sweep]\nstop_at_target = 1\n[base]\n{BASE}", "stop_at_target: must be true or"),
+        (
+            f"[sweep]\ntarget = 50\nstop_at_target = true\n[base]\n{BASE}stop_return = 9\n",
+            "[base] stop_return: stop_at_target sets it",
+        ),
+        (f"[base]\n{BASE}stop_window = 0\n", "trial t0000: --stop-window: must be at least 1"),
     ],
 )
 def test_bad_spec_is_one_line_exit_2(tmp_path, capsys, text, fragment):
@@ -429,6 +436,20 @@ def test_speedup_is_the_mean_over_seeds_of_paired_time_ratios():
     assert "| 2 | 3/3 | 7.7 | 767 | 2.25 (2 seeds) |" in text
     with pytest.raises(Exception, match="names no target"):
         speedup_table({"grid": {}}, records)
+
+
+def test_stop_at_target_stops_each_trial_at_the_target():
+    spec = parse_spec(
+        {
+            "sweep": {"target": 15.0, "window": 10, "stop_at_target": True},
+            "base": {"algo": "a3c", "steps": 1_000_000, "workers": 1},
+            "grid": {"seed": [0, 1]},
+        }
+    )
+    for trial in expand(spec):
+        assert trial.settings["stop_return"] == 15.0 and trial.settings["stop_window"] == 10
+    plain = parse_spec({"sweep": {"target": 15.0}, "base": {"steps": 1000}})
+    assert "stop_return" not in expand(plain)[0].settings
 
 
 def test_bad_trial_settings_name_the_trial():

@@ -182,6 +182,19 @@ def test_time_limit_counts_the_whole_resumed_run(tmp_path):
         train_mod.resume(tmp_path / "run", {"time_limit": 2.0})
 
 
+def test_stop_return_ends_the_run_when_the_window_mean_reaches_it(tmp_path):
+    summary = train_mod.train(
+        small(tmp_path, steps=10_000_000, workers=1, stop_return=40.0, stop_window=10)
+    )
+    assert summary.steps < 1_000_000 and "reached" in summary.stop_reason
+    episodes = RunFile.open(tmp_path / "run").episodes()
+    means = np.convolve(episodes["return"], np.ones(10) / 10, "valid")
+    crossing = int(np.flatnonzero(means >= 40.0)[0]) + 9  # the episode that first reached it
+    assert f"at step {int(episodes['global_step'][crossing]):,}," in summary.stop_reason
+    # the run stopped at the first crossing: within a poll (0.25 s) and the workers' exit
+    assert episodes["wall_time"][-1] - episodes["wall_time"][crossing] < 2.0
+
+
 def test_resume_rejects_changed_settings_and_finished_runs(tmp_path):
     train_mod.train(small(tmp_path))
     with pytest.raises(ConfigError, match="cannot change lr"):
