@@ -46,9 +46,14 @@ def final_epsilon_of(config: TrainConfig, index: int) -> float:
     return draw_final_epsilon(rng, config.final_epsilons, config.final_epsilon_probs)
 
 
+#: Most transitions a rollout may carry over to the next (``ActorLearner.carry``).
+MAX_CARRIED = 1
+
+
 class Rollout(NamedTuple):
     """What :meth:`ActorLearner.rollout` did: ``n`` transitions (rows [0, n) of the
-    buffers), the state ``obs`` = s_n it ended in, and how it ended (neither: cut by t_max)."""
+    buffers, the carried ones included), the state ``obs`` = s_n it ended in, and how it
+    ended (neither: cut by t_max)."""
 
     n: int
     obs: Any
@@ -95,25 +100,27 @@ class ActorLearner:
         self.action_dim = action_dim(self.env_info)
         self.scale = obs_scale(self.env_info)
 
-        t_max = config.t_max
-        # Row t of every buffer is step t of the rollout; row t_max holds the state the
-        # rollout ends in (for bootstrapping).
-        self.net = build_network(config, self.env_info, algo.head, max_batch=t_max + 1)
+        # Row t of every buffer is step t of the rollout; the row after the last step holds
+        # the state the rollout ends in (for bootstrapping). A rollout has up to t_max steps,
+        # plus the transitions carried over from the previous one (``carry``; one-step SARSA
+        # carries one), so the buffers have t_max + 1 + MAX_CARRIED rows.
+        rows = config.t_max + 1 + MAX_CARRIED
+        self.net = build_network(config, self.env_info, algo.head, max_batch=rows)
         self.net.params[:] = state.params
         self.target_net = None
         if algo.target_network:
-            self.target_net = build_network(config, self.env_info, algo.head, t_max + 1)
+            self.target_net = build_network(config, self.env_info, algo.head, rows)
             self.target_net.bind(state.target, np.zeros_like(state.target))
-        self.obs = np.zeros((t_max + 1, *self.env_info.obs_shape), dtype=np.float32)
-        self.outputs = np.zeros((t_max + 1, self.net.n_outputs), dtype=np.float32)
-        self.dout = np.zeros((t_max + 1, self.net.n_outputs), dtype=np.float32)
+        self.obs = np.zeros((rows, *self.env_info.obs_shape), dtype=np.float32)
+        self.outputs = np.zeros((rows, self.net.n_outputs), dtype=np.float32)
+        self.dout = np.zeros((rows, self.net.n_outputs), dtype=np.float32)
         if self.env_info.discrete:
-            self.actions = np.zeros(t_max + 1, dtype=np.int64)
+            self.actions = np.zeros(rows, dtype=np.int64)
         else:  # the unclipped Gaussian samples (the log-prob is of these)
-            self.actions = np.zeros((t_max + 1, self.action_dim), dtype=np.float32)
-        self.rewards = np.zeros(t_max, dtype=np.float32)
-        self.terminated = np.zeros(t_max, dtype=np.bool_)
-        self.targets = np.zeros(t_max, dtype=np.float32)
+            self.actions = np.zeros((rows, self.action_dim), dtype=np.float32)
+        self.rewards = np.zeros(rows - 1, dtype=np.float32)
+        self.terminated = np.zeros(rows - 1, dtype=np.bool_)
+        self.targets = np.zeros(rows - 1, dtype=np.float32)
 
         # Shared normalisation (config.obs_norm / return_norm): this worker writes row
         # index + 1 of the shared moments and reads them all, merged, once per rollout.
@@ -121,7 +128,7 @@ class ActorLearner:
         self.return_scaler: ReturnScaler | None = None
         if state.obs_moments is not None:
             self.obs_norm = ObsNormaliser(RunningMoments(state.obs_moments, index + 1))
-            self.raw_obs = np.zeros((t_max + 1, self.obs_norm.moments.dim), dtype=np.float32)
+            self.raw_obs = np.zeros((rows, self.obs_norm.moments.dim), dtype=np.float32)
         if state.return_moments is not None:
             moments = RunningMoments(state.return_moments, index + 1)
             self.return_scaler = ReturnScaler(moments, config.gamma)
@@ -150,31 +157,59 @@ class ActorLearner:
         self.env.close()
 
     # -- the act loop -----------------------------------------------------------------------
-    def rollout(self, obs: np.ndarray, choose: Callable[[int, np.ndarray], Any]) -> Rollout:
-        """Act from s_0 = ``obs`` for up to t_max steps, or until the episode ends.
+    def rollout(
+        self, obs: np.ndarray, choose: Callable[[int, np.ndarray], Any], carried: int = 0
+    ) -> Rollout:
+        """Act from ``obs`` for up to t_max steps, or until the episode ends.
 
         Step t: forward s_t through theta' into cache row t (``outputs[t]``), take the action
         ``choose(t, outputs[t])`` returns, record ``rewards[t]`` (for learning) and
         ``terminated[t]``. Discrete actions are recorded in ``actions[t]`` here; a
         continuous ``choose`` records its unclipped sample itself and returns the clipped
         action the environment gets.
+
+        ``carried``: rows [0, carried) hold transitions of the previous rollout (``carry``);
+        acting starts at row ``carried``, and the first forward takes the carried states
+        along in one batch (theta' changed since they were forwarded; one batch reads the
+        weights once, where a forward of its own would read them again).
         """
-        t_max = self.config.t_max
         discrete = self.env_info.discrete
-        t = 0
+        t = carried
+        end = carried + self.config.t_max
         while True:
-            action = choose(t, self.act_forward(t, obs))
+            q = self.act_forward(t, obs) if t > carried or not carried else self._rejoin(t, obs)
+            action = choose(t, q)
             if discrete:
                 self.actions[t] = action
             obs, self.rewards[t], terminated, truncated = self.step(action)
             self.terminated[t] = terminated
             t += 1
-            if terminated or truncated or t == t_max:
+            if terminated or truncated or t == end:
                 if self.obs_norm is not None:
-                    self.obs_norm.moments.observe(self.raw_obs[:t])
+                    self.obs_norm.moments.observe(self.raw_obs[carried:t])
                 if self.return_scaler is not None:
                     self.return_scaler.observe_pending()
                 return Rollout(t, obs, terminated, truncated)
+
+    def carry(self, row: int) -> None:
+        """Keep transition ``row`` (its state, action, reward) as row 0 of the next rollout,
+        which is then called with ``carried=1``: one-step SARSA learns a transition only once
+        the next action, chosen in the next rollout, is known."""
+        for buf in (self.obs, self.actions, self.rewards, self.terminated):
+            buf[0] = buf[row]
+        if self.obs_norm is not None:
+            self.raw_obs[0] = self.raw_obs[row]
+
+    def _rejoin(self, carried: int, obs: np.ndarray) -> np.ndarray:
+        """The first forward of a rollout with carried rows: rows [0, carried) (the carried
+        states, normalised again with this rollout's statistics) and ``obs`` in row
+        ``carried``, in one batch."""
+        if self.obs_norm is not None:
+            for row in range(carried):
+                self.obs_norm(self.raw_obs[row], out=self.obs[row])
+        self.load(carried, obs)
+        self.outputs[: carried + 1] = self.net.forward(self.obs[: carried + 1], row=0)
+        return self.outputs[carried]
 
     def next_start(self, r: Rollout) -> np.ndarray:
         """Where the next rollout starts (call after the update): a new episode (env reset,
