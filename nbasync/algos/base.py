@@ -177,7 +177,7 @@ class ActorLearner:
         t = carried
         end = carried + self.config.t_max
         while True:
-            q = self.act_forward(t, obs) if t > carried or not carried else self._rejoin(t, obs)
+            q = self._rejoin(t, obs) if t == carried > 0 else self.act_forward(t, obs)
             action = choose(t, q)
             if discrete:
                 self.actions[t] = action
