@@ -339,6 +339,11 @@ def _run(
         tele_dtype = telemetry_dtype(len(runfile.param_layout()))
         recent = collections.deque(maxlen=config.stop_window)  # returns --stop-return reads
         stop_reason = ""
+        if runfile.n_episodes:  # resumed: the counts and means go on from the run's log
+            earlier = runfile.episodes(by_step=False)["return"]
+            progress.episodes = len(earlier)
+            progress.returns.extend(earlier[-progress.returns.maxlen :].tolist())
+            recent.extend(earlier[-config.stop_window :].tolist())
 
         def on_event(event: tuple) -> None:
             """Dispatch on the event's type (``nbasync.events``); the runner's own kinds

@@ -169,6 +169,10 @@ def test_resume_continues_to_the_new_budget(tmp_path):
     rf = RunFile.open(tmp_path / "run")
     assert rf.checkpoint_steps()[-1] >= 6000
     assert len(rf.episodes()) > n_episodes
+    # the summary (and the live line) count the whole run, not the resumed part alone
+    logged = rf.episodes(by_step=False)["return"]
+    assert summary.episodes == len(logged)
+    assert summary.mean_return == pytest.approx(np.mean(logged[-100:]), rel=1e-6)
 
 
 def test_time_limit_counts_the_whole_resumed_run(tmp_path):
