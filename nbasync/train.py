@@ -353,10 +353,10 @@ def _run(
                 run_time = elapsed0 + event.wall - started
                 runfile.append_episode(event.worker, event.step, run_time, event.ret, event.length)
                 progress.episode(event.ret)
-                recent.append(event.ret)
-                if not stop_reason and len(recent) == recent.maxlen:
+                if math.isfinite(config.stop_return) and not stop_reason:  # (default: off)
+                    recent.append(event.ret)
                     mean = float(np.mean(recent))
-                    if mean >= config.stop_return:
+                    if len(recent) == recent.maxlen and mean >= config.stop_return:
                         stop_reason = (
                             f"the mean return of the last {len(recent)} episodes reached "
                             f"{mean:.2f} (--stop-return {config.stop_return:g}) at step "
