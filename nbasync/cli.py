@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -218,6 +219,14 @@ def _plot(argv: Sequence[str] | None) -> int:
     )
     p.add_argument("-o", "--output", default="curve.png")
     p.add_argument("--window", type=int, default=100, help="moving-average window (episodes)")
+    p.add_argument("--title", default=None, help="a title above the curves")
+    p.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        metavar="RETURN=LABEL",
+        help="a dashed line at RETURN labelled LABEL (e.g. '1.4=random policy'); repeatable",
+    )
     p.add_argument(
         "--grads",
         action="store_true",
@@ -232,11 +241,28 @@ def _plot(argv: Sequence[str] | None) -> int:
         elif _plot_sweep(args):
             return 0
         else:
-            written = plot_runs(args.runs, args.output, window=args.window)
+            baselines = [_parse_baseline(text) for text in args.baseline]
+            written = plot_runs(
+                args.runs, args.output, window=args.window, title=args.title, baselines=baselines
+            )
     except PlotError as exc:
         raise UserError(str(exc)) from None
     print(f"wrote {written}")
     return 0
+
+
+def _parse_baseline(text: str) -> tuple[float, str]:
+    """'1.4=random policy' -> (1.4, 'random policy'); a bare number is its own label."""
+    value, _, label = text.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        raise UserError(
+            f"--baseline: expected RETURN=LABEL with a number before '=', got {text!r}"
+        ) from None
+    if not math.isfinite(number):
+        raise UserError(f"--baseline: the return must be a finite number, got {text!r}")
+    return number, label.strip() or value.strip()
 
 
 def _add_sweep_plot_options(p: argparse.ArgumentParser) -> None:

@@ -9,6 +9,7 @@ inside other programs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -76,11 +77,19 @@ def _label(run: RunFile) -> str:
     return f"{name} ({algo})" if algo else name
 
 
-def plot_runs(run_paths, out_png, window: int = 100, title: str | None = None) -> Path:
+def plot_runs(
+    run_paths,
+    out_png,
+    window: int = 100,
+    title: str | None = None,
+    baselines: Sequence[tuple[float, str]] = (),
+) -> Path:
     """Plot the learning curves of ``run_paths`` (run dirs or run.h5 files) into
     ``out_png``: left panel vs global steps, right panel vs wall time, one line per run
     (labelled ``<run dir> (<algo>)``). Each point is the mean return of the last ``window``
-    episodes. Returns the path written (``.png`` added to a name without a suffix).
+    episodes. ``baselines``: (return, label) pairs drawn as dashed horizontal lines on both
+    panels, for the scores a curve is read against (a random policy, a published figure).
+    Returns the path written (``.png`` added to a name without a suffix).
     Unreadable runs raise ``RunFileError``; a window < 1 or an unknown suffix ``PlotError``.
     """
     if isinstance(run_paths, (str, Path)):
@@ -122,6 +131,13 @@ def plot_runs(run_paths, out_png, window: int = 100, title: str | None = None) -
             moving_average(by_wall["return"], window),
             color=line.get_color(),
         )
+
+    for value, label in baselines:
+        (line,) = ax_steps.plot([], [])  # the next colour of the cycle
+        for ax in (ax_steps, ax_wall):
+            ax.axhline(value, linestyle="--", linewidth=1, color=line.get_color())
+        line.set_label(f"{label} ({value:g})")
+        line.set_linestyle("--")
 
     ax_steps.set_xlabel("global steps T (agent steps)")
     ax_steps.set_ylabel(f"mean return (last {window} episodes)")

@@ -88,6 +88,8 @@ BAD_INPUTS = [
     ("plot", ["{run}", "--window", "0", "-o", "{tmp}/c.png"], "--window must be"),
     ("plot", ["{run}", "--window", "-3", "-o", "{tmp}/c.png"], "--window must be"),
     ("plot", ["{run}", "-o", "{tmp}/x.txt"], "cannot write a .txt file"),
+    ("plot", ["{run}", "--baseline", "random=1.4", "-o", "{tmp}/c.png"], "--baseline: expected"),
+    ("plot", ["{run}", "--baseline", "inf=top", "-o", "{tmp}/c.png"], "--baseline: the return"),
     ("plot", ["{run}", "--grads", "-o", "{tmp}/g.png"], "recorded no telemetry"),
 ]
 

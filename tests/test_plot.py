@@ -50,6 +50,26 @@ def test_plot_single_path(tmp_path):
     assert out.read_bytes()[:8] == PNG_MAGIC
 
 
+def test_plot_draws_baselines_on_both_panels(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import nbasync.plot as plot
+
+    figures = []
+    monkeypatch.setattr(plot, "save_figure", lambda fig, out: figures.append(fig) or out)
+    a = make_run(tmp_path / "run_a", "a3c", 30)
+    plot_runs([a], tmp_path / "c.png", baselines=[(1.4, "random policy"), (-3.0, "paper")])
+    ax_steps, ax_wall = figures[0].axes
+    for ax in (ax_steps, ax_wall):
+        flat = sorted(
+            line.get_ydata()[0]
+            for line in ax.get_lines()
+            if len(set(line.get_ydata())) == 1 and len(line.get_ydata()) == 2
+        )
+        assert flat == [-3.0, 1.4]
+    labels = [text.get_text() for text in ax_steps.get_legend().get_texts()]
+    assert "random policy (1.4)" in labels and "paper (-3)" in labels
+
+
 def test_plot_without_matplotlib_is_one_line_error(tmp_path, monkeypatch):
     a = make_run(tmp_path / "run_a", "a3c", 10)
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
