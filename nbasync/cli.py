@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -48,6 +49,11 @@ def _run(prog: str, main: Callable[[Sequence[str] | None], int], argv) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except SystemExit as exc:
+        if exc.code != 128 + signal.SIGTERM:  # argparse's exits (0 for --help, 2) pass through
+            raise
+        print(f"{prog}: terminated (SIGTERM)", file=sys.stderr)
+        return exc.code
     except UserInputError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

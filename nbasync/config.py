@@ -71,6 +71,14 @@ class TrainConfig:
         default=0.01,
     )
     value_weight: float = _help("A3C value-loss weight (applied once)", default=0.5)
+    mean_bound_weight: float = _help(
+        "continuous actions: weight w of a penalty w (mu - clip(mu, low, high))^2 per action "
+        "dimension that pulls the Gaussian's mean back inside the action bounds. The env gets "
+        "clipped actions, so once mu is outside them the return no longer depends on it and "
+        "nothing brings it back (HalfCheetah: means of 4 to 11 against bounds of 1, return "
+        "-496 for good). 0 = off, the paper's loss",
+        default=0.0,
+    )
     gae_lambda: float = _help(
         "a3c_gae: lambda of generalised advantage estimation, in [0, 1]; the advantage is "
         "sum_l (gamma lambda)^l delta_(t+l) over the rollout (1 = A3C's n-step advantage "
@@ -501,7 +509,10 @@ def validate(c: TrainConfig) -> None:
         v = getattr(c, name)
         if not (math.isfinite(v) and v > 0):
             raise bad(name, f"must be a positive number, got {v}")
-    for name in ("entropy_beta", "value_weight", "grad_clip", "time_limit", "stall_timeout"):
+    for name in (
+        "entropy_beta", "value_weight", "mean_bound_weight", "grad_clip", "time_limit",
+        "stall_timeout",
+    ):  # fmt: skip
         v = getattr(c, name)
         if not (math.isfinite(v) and v >= 0):
             raise bad(name, f"must be >= 0, got {v}")

@@ -9,7 +9,8 @@ Owns the exit-code policy of every nbasync command (a leaf: imports nothing of n
     3    the run failed for another reason (``RunFailedError``): divergence, a worker that died
          or stalled, a full disk. One line; the last good checkpoint is kept.
     1    a bug in nbasync: Python's own traceback (never turned into one line)
-    130  Ctrl-C; 143 SIGTERM
+    130  Ctrl-C ("interrupted"); 143 SIGTERM ("terminated (SIGTERM)"): one line each, the last
+         checkpoint kept
 
 A worker that raised one of nbasync's own error types ends the run with that type's one
 line; a worker that raised anything else is a bug, and its traceback is shown.

@@ -46,6 +46,8 @@ BAD_INPUTS = [
     ("train", ["--seed", "-1"], "--seed: must be in [0,"),
     ("train", ["--gamma", "1.5"], "--gamma"),
     ("train", ["--time-limit", "inf"], "--time-limit"),
+    ("train", ["--mean-bound-weight", "-1"], "--mean-bound-weight: must be >= 0, got -1"),
+    ("train", ["--mean-bound-weight", "nan"], "--mean-bound-weight: must be >= 0, got nan"),
     ("train", ["--stop-return", "nan"], "--stop-return: must be a number"),
     ("train", ["--stop-window", "0"], "--stop-window: must be at least 1, got 0"),
     ("train", ["--no-such-flag"], "unrecognized arguments"),

@@ -287,6 +287,9 @@ def test_every_ending_cleans_up_and_keeps_a_checkpoint(tmp_path, how, expected_c
             proc.kill()
     assert proc.returncode in expected_codes, (proc.returncode, err)
     assert "Traceback" not in err
+    if how in ("SIGINT", "SIGTERM") and proc.returncode > 0:  # one line says how it ended
+        ending = "interrupted" if how == "SIGINT" else "terminated (SIGTERM)"
+        assert err.strip().splitlines()[-1] == f"nbasync-train: {ending}", err
     if how == "kill_worker":
         assert "worker" in err and "SIGKILL" in err and len(err.strip().splitlines()) == 1
     if how == "stop_worker":

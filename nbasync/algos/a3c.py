@@ -63,7 +63,7 @@ def actor_critic(w: ActorLearner, returns: Returns) -> None:
     if w.env_info.discrete:
         choose, loss = softmax_policy(w), a3c_loss
     else:
-        choose, loss = gaussian_policy(w), gaussian_a3c_loss
+        choose, loss = gaussian_policy(w), bounded_gaussian_loss(w)
     value = w.net.n_outputs - 1  # the column of V(s)
     obs = w.reset()
     while not w.finished():
@@ -85,6 +85,17 @@ def softmax_policy(w: ActorLearner) -> Callable[[int, np.ndarray], int]:
         return sample_from_logits(out[:A], w.rng.random())
 
     return choose
+
+
+def bounded_gaussian_loss(w: ActorLearner) -> Callable[..., tuple[float, float, float]]:
+    """The Gaussian A3C loss with ``--mean-bound-weight``'s pull on mu toward the bounds."""
+    low, high = w.env_info.action_low, w.env_info.action_high
+    weight = w.config.mean_bound_weight
+
+    def loss(out, actions, returns, beta, value_weight, dout):
+        return gaussian_a3c_loss(out, actions, returns, beta, value_weight, dout, low, high, weight)
+
+    return loss
 
 
 def gaussian_policy(w: ActorLearner) -> Callable[[int, np.ndarray], np.ndarray]:

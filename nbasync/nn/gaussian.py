@@ -16,6 +16,10 @@ one net with ``2D + 1`` outputs, column 2D being V(s). Per dimension d (diagonal
 Actions are sampled a = mu + sqrt(var) * eps, eps ~ N(0, 1); the ENVIRONMENT gets a
 clipped to the action space's bounds, the log-prob uses the unclipped a (so the gradient is
 that of the distribution actually sampled from).
+
+Outside the bounds the return no longer depends on mu (the env sees the clipped action), so
+the policy gradient there is noise and the mean can drift off for good. An optional penalty
+``bound_weight * e^2``, e = mu - clip(mu, low, high), pulls it back (zero inside the bounds).
 """
 
 from __future__ import annotations
@@ -58,7 +62,9 @@ def gaussian_mean(out_row, low, high, clipped):
         clipped[d] = min(max(out_row[d], low[d]), high[d])
 
 
-def gaussian_a3c_loss(out, actions, returns, entropy_beta, value_weight, dout):
+def gaussian_a3c_loss(
+    out, actions, returns, entropy_beta, value_weight, dout, low=None, high=None, bound_weight=0.0
+):
     """A3C loss with a Gaussian policy over n rows; fills dout (n, 2D+1).
 
     ``out`` (n, 2D+1): mu = out[:, :D], s = out[:, D:2D] (var = softplus(s) + VAR_FLOOR),
@@ -75,6 +81,10 @@ def gaussian_a3c_loss(out, actions, returns, entropy_beta, value_weight, dout):
         dL/dmu = -A u / var
         dL/ds  = [ -A 0.5 (u^2/var^2 - 1/var)  -  beta 0.5 / var ] sigmoid(s)
         dL/dV  = -2 value_weight (R - V)
+
+    With ``bound_weight`` > 0 (``low``, ``high`` (D,) the action bounds) the loss gains
+    ``bound_weight * sum_d e_d^2``, e = mu - clip(mu, low, high), counted in policy_loss, and
+    dL/dmu gains 2 bound_weight e.
     """
     out = np.asarray(out)
     n, m = out.shape
@@ -89,14 +99,25 @@ def gaussian_a3c_loss(out, actions, returns, entropy_beta, value_weight, dout):
     returns = np.asarray(returns, dtype=out.dtype)
     if returns.shape != (n,):
         raise ValueError(f"returns must have shape ({n},), got {returns.shape}")
+    bound_weight = float(bound_weight)
+    if bound_weight:
+        if low is None or high is None:
+            raise ValueError("bound_weight needs the action bounds low and high")
+        low = np.asarray(low, dtype=out.dtype)
+        high = np.asarray(high, dtype=out.dtype)
+        if low.shape != (D,) or high.shape != (D,):
+            raise ValueError(f"low and high must have shape ({D},)")
+    else:
+        low = high = np.zeros(D, dtype=out.dtype)  # unused
     pl, vl, ent = _gaussian_a3c_loss(
-        out, actions, returns, float(entropy_beta), float(value_weight), dout
-    )
+        out, actions, returns, float(entropy_beta), float(value_weight), dout,
+        low, high, bound_weight,
+    )  # fmt: skip
     return float(pl), float(vl), float(ent)
 
 
 @jit
-def _gaussian_a3c_loss(out, actions, returns, beta, value_weight, dout):
+def _gaussian_a3c_loss(out, actions, returns, beta, value_weight, dout, low, high, bound_weight):
     n = out.shape[0]
     D = actions.shape[1]
     policy_loss = 0.0
@@ -117,6 +138,10 @@ def _gaussian_a3c_loss(out, actions, returns, beta, value_weight, dout):
             dlogp_dvar = 0.5 * (u * u / (var * var) - 1.0 / var)
             dout[i, d] = -adv * u / var
             dout[i, D + d] = (-adv * dlogp_dvar - beta * 0.5 / var) * sigmoid(s)
+            if bound_weight != 0.0:
+                excess = mu - min(max(mu, low[d]), high[d])
+                policy_loss += bound_weight * excess * excess
+                dout[i, d] += 2.0 * bound_weight * excess
         policy_loss -= logp * adv
         value_loss += value_weight * adv * adv
         entropy += H

@@ -217,12 +217,17 @@ def td_loss(q, actions, targets):
     return float(0.5 * (err**2).sum()), dout
 
 
-def gaussian_a3c_loss(out, actions, returns, beta, value_weight, var_floor=1e-4):
+def gaussian_a3c_loss(
+    out, actions, returns, beta, value_weight, var_floor=1e-4, low=None, high=None,
+    bound_weight=0.0,
+):  # fmt: skip
     """A3C with a diagonal Gaussian policy: ``out`` = [mu (D), s (D), V], var = softplus(s) +
     var_floor; ``actions`` (n, D) the unclipped samples. Same L as :func:`a3c_loss` with
 
         log pi = sum_d -(a_d - mu_d)^2 / (2 var_d) - 0.5 log(2 pi var_d)
         H      = sum_d 0.5 log(2 pi e var_d)
+
+    plus ``bound_weight * sum (mu - clip(mu, low, high))^2`` when bound_weight > 0.
     """
     D = actions.shape[1]
     mu, s, V = out[:, :D], out[:, D : 2 * D], out[:, 2 * D]
@@ -237,6 +242,10 @@ def gaussian_a3c_loss(out, actions, returns, beta, value_weight, var_floor=1e-4)
     dout[:, :D] = -adv[:, None] * u / var
     dout[:, D : 2 * D] = dvar * _sigmoid(s)  # d softplus(s) / ds = sigmoid(s)
     dout[:, 2 * D] = -2.0 * value_weight * adv
+    if bound_weight:
+        excess = mu - np.clip(mu, low, high)
+        L += bound_weight * (excess**2).sum()
+        dout[:, :D] += 2.0 * bound_weight * excess
     return float(L), dout
 
 

@@ -88,3 +88,27 @@ def test_mujoco_env_by_id_when_installed(tmp_path):
     assert config.entropy_beta == 1e-4  # the paper's MuJoCo setting (continuous preset)
     summary = train(config)
     assert summary.steps >= 4000 and summary.episodes > 0
+
+
+@pytest.mark.parametrize("weight", [0.0, 1.0])
+def test_mean_bound_weight_brings_a_mean_back_inside_the_bounds(make_learners, weight):
+    """Pendulum's torque is bounded by 2; a mean started at 3.5 makes most actions the
+    clipped 2, so the return says little about it. Without the penalty it stays outside;
+    with --mean-bound-weight 1 it is pulled back to the bounds within 10,000 steps (RMSProp
+    normalises the steps, so the pull moves mu by about lr per update and weight)."""
+    (w,) = make_learners(env="Pendulum-v1", steps=10_000, seed=0, mean_bound_weight=weight)
+    offset = {name: (start, shape) for name, start, shape in w.net.layout}
+    head_bias = offset["policy.head.bias"][0]
+    w.state.params[head_bias] = 3.5  # mu's bias (the head's first output)
+    w.algo.run(w)
+
+    w.sync()
+    mus = []
+    obs = w.reset()
+    for _ in range(50):
+        mus.append(float(w.act_forward(0, obs)[0]))
+        obs, *_ = w.env.step(np.array([0.0], np.float32))
+    if weight:
+        assert max(mus) < 2.1, mus
+    else:
+        assert min(mus) > 3.0, mus

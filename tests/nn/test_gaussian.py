@@ -93,6 +93,35 @@ def test_entropy_and_log_prob_gradients_separately():
         check_grad(dout, num)
 
 
+def test_mean_bound_penalty_matches_finite_differences_and_is_zero_inside():
+    """The penalty w (mu - clip(mu, low, high))^2 adds exactly its own gradient to dL/dmu,
+    nothing inside the bounds, and a pull toward the nearer bound outside them."""
+    out, actions, returns = _case(5, n=6, D=3)
+    low, high = np.array([-1.0, -0.5, -2.0]), np.array([1.0, 0.5, 0.0])
+    w = 0.8
+    plain, bounded = np.zeros_like(out), np.zeros_like(out)
+    pl0, vl0, ent0 = gaussian_a3c_loss(out, actions, returns, 0.1, 0.5, plain)
+    pl, vl, ent = gaussian_a3c_loss(out, actions, returns, 0.1, 0.5, bounded, low, high, w)
+    D = 3
+    mu = out[:, :D].copy()
+
+    def penalty():
+        return w * float(((mu - np.clip(mu, low, high)) ** 2).sum())
+
+    assert (vl, ent) == (vl0, ent0)
+    assert pl == pytest.approx(pl0 + penalty(), rel=1e-12)
+    num = numerical_grad(penalty, mu).reshape(mu.shape)
+    np.testing.assert_allclose(bounded[:, :D] - plain[:, :D], num, rtol=1e-6, atol=1e-8)
+    np.testing.assert_array_equal(bounded[:, D:], plain[:, D:])
+    inside = (mu >= low) & (mu <= high)
+    assert inside.any() and (~inside).any()
+    np.testing.assert_array_equal(bounded[:, :D][inside], plain[:, :D][inside])
+    pull = (bounded - plain)[:, :D][~inside]
+    assert np.all(np.sign(pull) == np.sign((mu - np.clip(mu, low, high))[~inside]))
+    with pytest.raises(ValueError, match="bounds"):
+        gaussian_a3c_loss(out, actions, returns, 0.1, 0.5, bounded, bound_weight=w)
+
+
 def test_variance_floor_and_large_pre_variance():
     out = np.array([[0.0, -50.0, 0.0], [0.0, 50.0, 0.0]])
     dout = np.zeros_like(out)

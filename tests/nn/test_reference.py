@@ -97,6 +97,13 @@ def test_losses_gradients_and_the_fast_kernels():
     np.testing.assert_allclose(fast, dout, rtol=1e-10, atol=1e-12)
     assert pytest.approx(pl + vl - 1e-4 * ent, rel=1e-10) == L
 
+    low, high = np.full(D, -0.5), np.full(D, 0.5)  # most means lie outside
+    L, dout = reference.gaussian_a3c_loss(out, acts, returns, 1e-4, 0.5, 1e-4, low, high, 0.7)
+    fast = np.zeros_like(out)
+    pl, vl, ent = gaussian_a3c_loss(out, acts, returns, 1e-4, 0.5, fast, low, high, 0.7)
+    np.testing.assert_allclose(fast, dout, rtol=1e-10, atol=1e-12)
+    assert pytest.approx(pl + vl - 1e-4 * ent, rel=1e-10) == L
+
 
 def test_a3c_loss_gradient_with_the_advantage_held_constant():
     """With V's column frozen inside the advantage, L's finite differences are dout's."""
