@@ -7,9 +7,12 @@ load, env creation), so each cell runs two time limits and takes the slope:
 
     steps/s = (steps(T2) - steps(T1)) / (elapsed(T2) - elapsed(T1))
 
-median over ``--repeats``. A sampler thread reads ``VmRSS`` from ``/proc/<pid>/status`` of
-this process's ``multiprocessing.spawn`` children (the workers) every 0.2 s; the table
-shows the median over workers of each worker's peak RSS.
+median over ``--repeats`` rounds. The rounds interleave the cells (every algorithm and
+worker count once per round), and ``/ a3c`` is the median of each round's ratio to A3C at
+the same worker count, so a drift of the machine's speed over minutes cancels. A sampler
+thread reads ``VmRSS`` from ``/proc/<pid>/status`` of this process's
+``multiprocessing.spawn`` children (the workers) every 0.2 s; the table shows the median over
+workers of each worker's peak RSS.
 
 When PyTorch imports, ``bench/torch_a3c.py`` (a one-process PyTorch A3C on the same env
 pipeline) runs too, and the table shows nbasync A3C with 1 worker / torch (target >= 2).
@@ -106,19 +109,39 @@ def run_once(algo: str, workers: int, seconds: float, out_dir: str) -> tuple[int
     return s.steps, s.elapsed_s, rss
 
 
-def cell(algo: str, workers: int, t1: float, t2: float, repeats: int) -> dict:
-    rates, rss = [], []
+def measure(algo: str, workers: int, t1: float, t2: float) -> tuple[float, list[int]]:
+    """One slope: steps/s between the T1 and T2 runs, and the workers' peak RSS (KiB)."""
+    with tempfile.TemporaryDirectory() as d:
+        n1, e1, _ = run_once(algo, workers, t1, os.path.join(d, "a"))
+        n2, e2, rss = run_once(algo, workers, t2, os.path.join(d, "b"))
+    return (n2 - n1) / max(e2 - e1, 1e-9), rss
+
+
+def interleaved(algos, workers, t1: float, t2: float, repeats: int) -> dict:
+    """Every (algo, workers) cell once per round, ``repeats`` rounds: the machine's drift
+    over minutes then lands on every cell alike, and each round gives a ratio to A3C taken
+    minutes apart at most. Returns {(algo, n): {"steps_per_s", "rss_mib", "runs",
+    "vs_a3c"}} with medians over the rounds (vs_a3c: None when a3c is not measured)."""
+    runs: dict = {(a, n): [] for a in algos for n in workers}
+    rss: dict = {(a, n): [] for a in algos for n in workers}
     for _ in range(repeats):
-        with tempfile.TemporaryDirectory() as d:
-            n1, e1, _ = run_once(algo, workers, t1, os.path.join(d, "a"))
-            n2, e2, r = run_once(algo, workers, t2, os.path.join(d, "b"))
-        rates.append((n2 - n1) / max(e2 - e1, 1e-9))
-        rss.extend(r)
-    return {
-        "steps_per_s": statistics.median(rates),
-        "rss_mib": statistics.median(rss) / 1024 if rss else None,
-        "runs": rates,
-    }
+        for algo in algos:
+            for n in workers:
+                rate, peak = measure(algo, n, t1, t2)
+                runs[algo, n].append(rate)
+                rss[algo, n].extend(peak)
+    cells = {}
+    for (algo, n), rates in runs.items():
+        base = runs.get(("a3c", n))
+        ratios = [r / b for r, b in zip(rates, base, strict=True)] if base else None
+        cells[algo, n] = {
+            "steps_per_s": statistics.median(rates),
+            "rss_mib": statistics.median(rss[algo, n]) / 1024 if rss[algo, n] else None,
+            "runs": rates,
+            "vs_a3c": statistics.median(ratios) if ratios else None,
+            "vs_a3c_runs": ratios,
+        }
+    return cells
 
 
 def torch_rate(seconds: float, repeats: int) -> float | None:
@@ -154,14 +177,17 @@ def main(argv=None) -> int:
         "repeats": args.repeats,
         "load_avg_start": round(load0, 2),
     }
+    cells = interleaved(args.algos, workers, t1, t2, args.repeats)
     rows = []
     for algo in args.algos:
         for n in workers:
-            c = cell(algo, n, t1, t2, args.repeats)
+            c = cells[algo, n]
             out[f"{algo}_w{n}_steps_per_s"] = round(c["steps_per_s"], 1)
             out[f"{algo}_w{n}_rss_mib_per_worker"] = (
                 round(c["rss_mib"], 1) if c["rss_mib"] else None
             )
+            if c["vs_a3c"] is not None and algo != "a3c":
+                out[f"{algo}_w{n}_over_a3c"] = round(c["vs_a3c"], 3)
             rows.append((algo, n, c))
     tr = None if args.no_torch else torch_rate(t2 - t1, args.repeats)
     out["torch_a3c_w1_steps_per_s"] = round(tr, 1) if tr else None
@@ -172,12 +198,21 @@ def main(argv=None) -> int:
         print(json.dumps(out))
         return 0
     print(f"# ALE/Pong-v5, atari preset; slope of steps between time limits {t1}s and {t2}s; "
-          f"median of {args.repeats}; load avg {load0:.1f} -> {out['load_avg_end']:.1f} "
+          f"median of {args.repeats} interleaved rounds; load avg {load0:.1f} -> "
+          f"{out['load_avg_end']:.1f} "
           f"on {os.cpu_count()} cores")  # fmt: skip
-    print(f"{'algo':<15}{'workers':>8}{'steps/s':>10}{'per worker':>12}{'RSS/worker MiB':>16}")
+    print(
+        f"{'algo':<15}{'workers':>8}{'steps/s':>10}{'per worker':>12}{'RSS/worker MiB':>16}"
+        f"{'/ a3c':>8}  rounds / a3c"
+    )
     for algo, n, c in rows:
         rss = f"{c['rss_mib']:.0f}" if c["rss_mib"] else "-"
-        print(f"{algo:<15}{n:>8}{c['steps_per_s']:>10.0f}{c['steps_per_s'] / n:>12.0f}{rss:>16}")
+        vs = f"{c['vs_a3c']:.3f}" if c["vs_a3c"] is not None else "-"
+        each = " ".join(f"{r:.2f}" for r in c["vs_a3c_runs"] or [])
+        print(
+            f"{algo:<15}{n:>8}{c['steps_per_s']:>10.0f}{c['steps_per_s'] / n:>12.0f}{rss:>16}"
+            f"{vs:>8}  {each}"
+        )
     if tr:
         ratio = out["ratio_nbasync_a3c_w1_over_torch"]
         print(f"torch A3C (1 process, 1 thread): {tr:.0f} steps/s; nbasync a3c w1/torch = {ratio}")
