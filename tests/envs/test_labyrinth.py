@@ -189,6 +189,7 @@ def test_a3c_trains_on_labyrinth_pixels(tmp_path, recurrent):
         }
     )
     assert config.network == "atari" and not config.clip_rewards  # the labyrinth preset
+    assert config.entropy_beta == 1e-3  # measured: 0.01 pulls the sparse-reward policy flat
     summary = train(config)
     assert summary.steps >= 1000 and summary.episodes == 1  # 900-step episodes
     (episode,) = RunFile.open(tmp_path / "run").episodes()
