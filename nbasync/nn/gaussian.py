@@ -100,15 +100,14 @@ def gaussian_a3c_loss(
     if returns.shape != (n,):
         raise ValueError(f"returns must have shape ({n},), got {returns.shape}")
     bound_weight = float(bound_weight)
-    if bound_weight:
-        if low is None or high is None:
+    if low is None or high is None:
+        if bound_weight:
             raise ValueError("bound_weight needs the action bounds low and high")
-        low = np.asarray(low, dtype=out.dtype)
-        high = np.asarray(high, dtype=out.dtype)
-        if low.shape != (D,) or high.shape != (D,):
-            raise ValueError(f"low and high must have shape ({D},)")
-    else:
-        low = high = np.zeros(D, dtype=out.dtype)  # unused
+        low = high = np.zeros(D, dtype=out.dtype)  # unused with bound_weight 0
+    low = np.asarray(low, dtype=out.dtype)  # no copy when the dtypes agree (training)
+    high = np.asarray(high, dtype=out.dtype)
+    if low.shape != (D,) or high.shape != (D,):
+        raise ValueError(f"low and high must have shape ({D},)")
     pl, vl, ent = _gaussian_a3c_loss(
         out, actions, returns, float(entropy_beta), float(value_weight), dout,
         low, high, bound_weight,
