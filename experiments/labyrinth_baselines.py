@@ -23,38 +23,53 @@ from nbasync.envs import make_env
 FORWARD, TURN_LEFT, TURN_RIGHT = 0, 4, 5
 
 
-def biased_random(env, episodes: int, seed: int, p_forward: float) -> list[float]:
-    rng = np.random.default_rng(seed)
-    p = np.array([p_forward] + [(1.0 - p_forward) / 5] * 5)
-    returns = []
-    for k in range(episodes):
-        env.reset(seed=seed + k)
-        total, done = 0.0, False
-        while not done:
-            _, reward, terminated, truncated, _ = env.step(int(rng.choice(6, p=p)))
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-    return returns
+class BiasedRandom:
+    """Forward with probability p, each other action with (1 - p) / 5."""
+
+    def __init__(self, p_forward: float, rng: np.random.Generator):
+        self.p = np.array([p_forward] + [(1.0 - p_forward) / 5] * 5)
+        self.rng = rng
+
+    def reset(self) -> None:
+        pass
+
+    def __call__(self, obs: np.ndarray) -> int:
+        return int(self.rng.choice(6, p=self.p))
 
 
-def wall_bump_explorer(env, episodes: int, seed: int) -> list[float]:
-    rng = np.random.default_rng(seed)
+class WallBumpExplorer:
+    """Forward; after a step forward that left the view unchanged (a wall), 3-8 right turns;
+    5 % of its steps a random turn."""
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+
+    def reset(self) -> None:
+        self.turns_left, self.last_obs, self.last_action = 0, None, None
+
+    def __call__(self, obs: np.ndarray) -> int:
+        if self.last_action == FORWARD and np.array_equal(obs, self.last_obs):
+            self.turns_left = int(self.rng.integers(3, 9))
+        if self.turns_left:
+            self.turns_left -= 1
+            action = TURN_RIGHT
+        elif self.rng.random() < 0.05:
+            action = int(self.rng.integers(TURN_LEFT, TURN_RIGHT + 1))
+        else:
+            action = FORWARD
+        self.last_obs, self.last_action = obs, action
+        return action
+
+
+def returns_of(policy, env, episodes: int, seed: int) -> list[float]:
+    """Episode k resets with seed + k; ``policy(obs) -> action``, ``policy.reset()`` first."""
     returns = []
     for k in range(episodes):
         obs, _ = env.reset(seed=seed + k)
-        total, done, turns_left = 0.0, False, 0
+        policy.reset()
+        total, done = 0.0, False
         while not done:
-            if turns_left:
-                action, turns_left = TURN_RIGHT, turns_left - 1
-            elif rng.random() < 0.05:
-                action = int(rng.integers(TURN_LEFT, TURN_RIGHT + 1))
-            else:
-                action = FORWARD
-            new_obs, reward, terminated, truncated, _ = env.step(action)
-            if action == FORWARD and np.array_equal(new_obs, obs):
-                turns_left = int(rng.integers(3, 9))
-            obs = new_obs
+            obs, reward, terminated, truncated, _ = env.step(policy(obs))
             total += float(reward)
             done = terminated or truncated
         returns.append(total)
@@ -68,10 +83,12 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     env = make_env("nbasync/Labyrinth-v0", seed=args.seed)
     for p in (1 / 6, 0.4, 0.6, 0.8):
-        returns = biased_random(env, args.episodes, args.seed, p)
+        policy = BiasedRandom(p, np.random.default_rng(args.seed))
+        returns = returns_of(policy, env, args.episodes, args.seed)
         mean, std = np.mean(returns), np.std(returns)
         print(f"random, forward p = {p:.2f}: mean {mean:.2f}, std {std:.2f}")
-    returns = wall_bump_explorer(env, args.episodes, args.seed)
+    explorer = WallBumpExplorer(np.random.default_rng(args.seed))
+    returns = returns_of(explorer, env, args.episodes, args.seed)
     print(f"scripted wall-bump explorer: mean {np.mean(returns):.2f}, std {np.std(returns):.2f}")
     return 0
 

@@ -22,8 +22,7 @@ import numpy as np
 from nbasync.algos.registry import get_algorithm
 from nbasync.build import build_network, make_environment, obs_scale
 from nbasync.config import TrainConfig
-from nbasync.nn import gaussian_sample
-from nbasync.normalise import ObsNormaliser, RunningMoments
+from nbasync.normalise import ObsNormaliser
 from nbasync.runfile import RunFile
 
 
@@ -42,17 +41,10 @@ def main(argv: list[str]) -> int:
     env, info = make_environment(config, args.seed, algo.continuous, {})
     net = build_network(config, info, algo.head, max_batch=1)
     net.params[:] = ckpt.params
-    normalise = None
-    if config.obs_norm:
-        moments = np.asarray(ckpt.norm_moments["obs"], np.float64).reshape(1, -1)
-        normalise = ObsNormaliser(RunningMoments(moments, slot=None))
+    normalise = ObsNormaliser.from_saved(ckpt.norm_moments["obs"]) if config.obs_norm else None
+    act = algo.acting(info, np.random.default_rng(args.seed), greedy=False)  # samples pi
     x = np.zeros((1, *info.obs_shape), np.float32)
-    rng = np.random.default_rng(args.seed)
     outs, actions, returns = [], [], []
-    if not info.discrete:
-        D = info.action_low.size
-        noise, sample = np.zeros(D), np.zeros(D, np.float32)
-        clipped = np.zeros(D, np.float32)
     for k in range(args.episodes):
         obs, _ = env.reset(seed=args.seed + k)
         net.reset_state()
@@ -65,14 +57,9 @@ def main(argv: list[str]) -> int:
             out = net.forward(x, row=0)[0]
             net.carry_state(1)
             outs.append(out.astype(np.float64))
+            action = act(out)  # continuous: the same clipped buffer each step
             if info.discrete:
-                pi = np.exp(outs[-1][: info.n_actions] - outs[-1][: info.n_actions].max())
-                action = int(rng.choice(info.n_actions, p=pi / pi.sum()))
                 actions.append(action)
-            else:
-                rng.standard_normal(out=noise)
-                gaussian_sample(out, noise, info.action_low, info.action_high, sample, clipped)
-                action = clipped
             obs, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
             done = terminated or truncated
@@ -89,6 +76,7 @@ def main(argv: list[str]) -> int:
         print(f"mean pi            {np.round(pis.mean(axis=0), 3).tolist()}")
         print(f"entropy {entropy:.4f} (uniform: ln {A} = {np.log(A):.4f})")
     else:
+        D = info.action_low.size
         mu, var = outs[:, :D], np.logaddexp(0.0, outs[:, D : 2 * D])
         print(f"Gaussian mean mu   {np.round(mu.mean(axis=0), 2).tolist()}")
         print(f"max |mu|           {np.abs(mu).max():.2f}; bounds {info.action_low.tolist()} "

@@ -17,7 +17,7 @@ import numpy as np
 from .algos import get_algorithm
 from .build import build_network, make_environment, obs_scale, parse_env_kwargs, probe_env
 from .config import TrainConfig
-from .normalise import ObsNormaliser, RunningMoments
+from .normalise import ObsNormaliser
 from .runfile import RunFile, RunFileError
 
 
@@ -76,8 +76,7 @@ def evaluate(
     if config.obs_norm:
         if obs_moments is None:
             raise RunFileError("the run normalised observations, but no moments were saved")
-        rows = np.asarray(obs_moments, np.float64).reshape(1, -1)
-        normalise = ObsNormaliser(RunningMoments(rows, slot=None))
+        normalise = ObsNormaliser.from_saved(obs_moments)
     returns = np.zeros(episodes)
     lengths = np.zeros(episodes, dtype=np.int64)
     frames: list[np.ndarray] = []

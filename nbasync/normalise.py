@@ -162,6 +162,12 @@ class ObsNormaliser:
         self.inv_std = np.ones(moments.dim)
         self.refresh()
 
+    @classmethod
+    def from_saved(cls, saved: np.ndarray) -> ObsNormaliser:
+        """Frozen at the merged moments a checkpoint saved (evaluation, inspection)."""
+        rows = np.asarray(saved, np.float64).reshape(1, -1)
+        return cls(RunningMoments(rows, slot=None))
+
     def refresh(self) -> None:
         mean, var, _ = self.moments.mean_var()
         self.mean[:] = mean

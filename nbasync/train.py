@@ -355,8 +355,9 @@ def _run(
                 progress.episode(event.ret)
                 if math.isfinite(config.stop_return) and not stop_reason:  # (default: off)
                     recent.append(event.ret)
-                    mean = float(np.mean(recent))
-                    if len(recent) == recent.maxlen and mean >= config.stop_return:
+                    full = len(recent) == recent.maxlen
+                    mean = float(np.mean(recent)) if full else -math.inf
+                    if mean >= config.stop_return:
                         stop_reason = (
                             f"the mean return of the last {len(recent)} episodes reached "
                             f"{mean:.2f} (--stop-return {config.stop_return:g}) at step "
