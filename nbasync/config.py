@@ -119,7 +119,9 @@ class TrainConfig:
     env_kwargs: str = _help(
         "keyword arguments for the environment, as key=value pairs separated by commas "
         "(true/false, numbers and words), e.g. continuous=false for CarRacing-v3's five "
-        "discrete actions, or image_size=64,frame_stack=2 for an image environment",
+        "discrete actions, image_size=64,frame_stack=2 for an image environment, or "
+        "action_repeat=4 (each action held for 4 environment steps, rewards summed; not for "
+        "Atari ids, whose frame_skip is 4 already)",
         default="",
     )
     network: str = _help("network: auto (atari for ALE ids, else mlp), mlp, atari", default="auto")

@@ -34,9 +34,11 @@ from .atari import AtariEnv
 from .errors import EnvError
 from .image import ImageObs, image_layout
 from .labyrinth import LabyrinthEnv
+from .repeat import ActionRepeat, check_action_repeat
 from .vector import Float32Obs, MaskVelocityWrapper
 
 __all__ = [
+    "ActionRepeat",
     "AtariEnv",
     "EnvError",
     "EnvInfo",
@@ -119,8 +121,10 @@ def make_env(env_id: str, seed: int, **options: Any) -> gymnasium.Env:
     Atari ids -> :class:`AtariEnv` (``options`` are its keyword arguments: ``frame_skip``,
     ``noop_max``, ``repeat_action_probability``, ``terminal_on_life_loss``,
     ``max_episode_frames``, ...). Other ids -> ``gymnasium.make(env_id, **options)`` wrapped
-    to float32 1-D observations; the first ``reset()`` uses ``seed``. Extra option for those:
-    ``mask_velocity=True`` (see :class:`MaskVelocityWrapper`).
+    to float32 1-D observations; the first ``reset()`` uses ``seed``. Extra options for those:
+    ``mask_velocity=True`` (see :class:`MaskVelocityWrapper`), ``action_repeat=k`` (see
+    :class:`ActionRepeat`), and for image observations ``image_grey``, ``image_size`` and
+    ``frame_stack`` (see :class:`ImageObs`).
     Raises :class:`EnvError` for unknown ids, unknown options and unsupported spaces.
     """
     if not isinstance(env_id, str) or not env_id:
@@ -152,6 +156,7 @@ def make_env(env_id: str, seed: int, **options: Any) -> gymnasium.Env:
             raise EnvError(f"cannot make {env_id!r}: {e}") from None
 
     mask = bool(options.pop("mask_velocity", False))
+    repeat = check_action_repeat(options.pop("action_repeat", 1))
     image_options = {
         key: options.pop(f"image_{key}") for key in ("grey", "size") if f"image_{key}" in options
     }
@@ -172,6 +177,8 @@ def make_env(env_id: str, seed: int, **options: Any) -> gymnasium.Env:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise EnvError(f"cannot make {env_id!r}: {msg}") from e
 
+    if repeat > 1:
+        env = ActionRepeat(env, repeat)
     space = env.observation_space
     if _is_image(space):
         if mask:
@@ -218,7 +225,7 @@ class EnvInfo:
     action_low: np.ndarray | None  # continuous bounds (float32), else None
     action_high: np.ndarray | None
     is_atari: bool
-    frames_per_step: int  # emulator frames per agent step (Atari frame_skip, else 1)
+    frames_per_step: int  # env frames per agent step (Atari frame_skip, action_repeat, else 1)
 
     @property
     def obs_dim(self) -> int:
@@ -232,17 +239,28 @@ def describe(env: gymnasium.Env) -> EnvInfo:
         raise EnvError(f"observation space must be a Box, got {ospace}")
     base = env.unwrapped
     atari = isinstance(base, AtariEnv)
+    frames = base.frame_skip if atari else _action_repeat(env)
     if isinstance(aspace, spaces.Discrete):
         return EnvInfo(
-            tuple(ospace.shape), ospace.dtype, True, int(aspace.n), None, None, atari,
-            base.frame_skip if atari else 1,
-        )  # fmt: skip
+            tuple(ospace.shape), ospace.dtype, True, int(aspace.n), None, None, atari, frames
+        )
     if isinstance(aspace, spaces.Box) and len(aspace.shape) == 1:
         return EnvInfo(
             tuple(ospace.shape), ospace.dtype, False, None,
-            np.asarray(aspace.low, np.float32), np.asarray(aspace.high, np.float32), atari, 1,
+            np.asarray(aspace.low, np.float32), np.asarray(aspace.high, np.float32), atari,
+            frames,
         )  # fmt: skip
     raise EnvError(f"action space must be Discrete or a 1-D Box, got {aspace}")
+
+
+def _action_repeat(env: gymnasium.Env) -> int:
+    """The product of the :class:`ActionRepeat` counts in ``env``'s wrapper chain (1: none)."""
+    frames = 1
+    while isinstance(env, gymnasium.Wrapper):
+        if isinstance(env, ActionRepeat):
+            frames *= env.repeat
+        env = env.env
+    return frames
 
 
 def _name(env: gymnasium.Env) -> str:

@@ -122,3 +122,35 @@ def test_image_obs_are_wrapped_and_other_shapes_are_a_clear_error():
 def test_bad_gym_kwargs_become_enverror():
     with pytest.raises(EnvError, match="cannot make 'CartPole-v1'"):
         make_env("CartPole-v1", 0, no_such_kwarg=3)
+
+
+def test_action_repeat_holds_each_action_and_sums_the_rewards():
+    """One repeated step = k plain steps (same observation, summed reward); the repeat stops
+    at the episode's end, so a repeated episode takes exactly the plain episode's steps."""
+    plain = make_env("CartPole-v1", 3)
+    repeated = make_env("CartPole-v1", 3, action_repeat=3)
+    assert describe(repeated).frames_per_step == 3 and describe(plain).frames_per_step == 1
+    plain.reset()
+    repeated.reset()
+    plain_total = repeated_total = 0.0
+    plain_steps = 0
+    done = False
+    while not done:
+        obs_r, reward_r, term_r, trunc_r, _ = repeated.step(1)
+        for _ in range(3):
+            obs_p, reward_p, term_p, trunc_p, _ = plain.step(1)
+            plain_total += reward_p
+            plain_steps += 1
+            if term_p or trunc_p:
+                break
+        repeated_total += reward_r
+        np.testing.assert_array_equal(obs_r, obs_p)
+        assert (term_r, trunc_r) == (term_p, trunc_p)
+        done = term_r or trunc_r
+    assert repeated_total == plain_total == plain_steps  # CartPole: +1 per step
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "4"])
+def test_action_repeat_rejects_what_is_not_a_count(bad):
+    with pytest.raises(EnvError, match="action_repeat must be a whole number >= 1"):
+        make_env("CartPole-v1", 0, action_repeat=bad)
