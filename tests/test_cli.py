@@ -32,6 +32,11 @@ BAD_INPUTS = [
     ("train", ["--env-kwargs", "a=1,a=2"], "--env-kwargs: 'a' given twice"),
     ("train", ["--env-kwargs", "bogus=1"], "unexpected keyword argument 'bogus'"),
     ("train", ["--env-kwargs", "action_repeat=0"], "action_repeat must be a whole number >= 1"),
+    (
+        "train",
+        ["--env", "CarRacing-v3", "--env-kwargs", "frame_stack=1,frame_stack=2"],
+        "--env-kwargs: 'frame_stack' given twice",
+    ),
     ("train", ["--env-kwargs", "action_repeat=2.5"], "action_repeat must be a whole number >= 1"),
     ("train", ["--resume", "{run}", "--print-settings"], "--print-settings: not with --resume"),
     ("train", ["--t-max", "2.5"], "--t-max: invalid value '2.5'"),

@@ -35,6 +35,30 @@ def test_atari_preset_uses_paper_settings():
     assert c.epsilon_anneal_steps * FRAMES_PER_STEP == 4_000_000
 
 
+def test_racing_preset_for_carracing_ids_merges_env_kwargs_key_by_key():
+    from nbasync.config import build_config_explained, merge_env_kwargs
+
+    c = build_config({"algo": "a3c", "env": "CarRacing-v3"})
+    assert c.preset == "auto" and c.network == "atari" and not c.clip_rewards and c.return_norm
+    assert c.env_kwargs == "action_repeat=4,image_grey=true,image_size=84,frame_stack=4"
+    c, sources = build_config_explained(
+        {}, {"env": "CarRacing-v3", "env_kwargs": "continuous=false,frame_stack=2"}
+    )
+    assert (
+        c.env_kwargs
+        == "action_repeat=4,image_grey=true,image_size=84,frame_stack=2,continuous=false"
+    )
+    assert sources["env_kwargs"] == "preset racing + command line"
+    assert sources["clip_rewards"] == "preset racing"
+    # Without a preset's env_kwargs the command line's stand alone, as before.
+    c, sources = build_config_explained({}, {"env_kwargs": "sutton_barto_reward=true"})
+    assert c.env_kwargs == "sutton_barto_reward=true" and sources["env_kwargs"] == "command line"
+    assert merge_env_kwargs("a=1,b=2", "b=3,c=4") == "a=1,b=3,c=4"
+    # Malformed text is passed on unmerged, so validation names it (bad-inputs table).
+    assert merge_env_kwargs("a=1", "a=2,a=3") == "a=2,a=3"
+    assert merge_env_kwargs("a=1", "oops") == "oops"
+
+
 def test_help_says_which_defaults_are_not_the_papers():
     from nbasync.cli import train_parser
 
