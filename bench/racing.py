@@ -10,7 +10,8 @@ Not a test; needs the ``box2d`` extra. On one core, CPU time per agent step (med
 (c) one worker's whole A3C loop (``run_in_process``: act, learn, update) at lr ~0, feed-
     forward and LSTM: (c) - (b) is nbasync's learner, per agent step.
 
-It answers whether a CarRacing run is bound by the environment or by us.
+It answers whether a CarRacing run is bound by the environment or by us. BLAS and numba
+threads are pinned to 1, as in a worker.
 
     python bench/racing.py [--steps 300] [--repeats 3] [--repeat 4] [--quick]
 """
@@ -18,12 +19,16 @@ It answers whether a CarRacing run is bound by the environment or by us.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # one core, as in a worker (before numpy loads BLAS)
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _machine import machine  # noqa: E402  (bench/ is sys.path[0])
@@ -94,7 +99,7 @@ def main(argv=None) -> int:
     )
     print(f"  (a) raw env, {args.repeat} frames            {med['raw']:8.2f}")
     pipeline = med["ours"] - med["raw"]
-    print(f"  (b) make_env (grey 84, stack 4)     {med['ours']:8.2f}   pipeline {pipeline:+.2f}")
+    print(f"  (b) make_env (grey 84, stack 4)  {med['ours']:8.2f}   pipeline {pipeline:+.2f}")
     for name in loop_cases:
         learner = med[name] - med["ours"]
         print(

@@ -20,7 +20,7 @@ import sys
 import numpy as np
 
 from nbasync.algos.registry import get_algorithm
-from nbasync.build import build_network, make_environment, obs_scale
+from nbasync.build import build_network, make_environment, obs_scale, parse_env_kwargs
 from nbasync.config import TrainConfig
 from nbasync.normalise import ObsNormaliser
 from nbasync.runfile import RunFile
@@ -38,7 +38,10 @@ def main(argv: list[str]) -> int:
     config = TrainConfig.from_dict(run.config())
     ckpt = run.load_checkpoint(args.step)
     algo = get_algorithm(config.algo)
-    env, info = make_environment(config, args.seed, algo.continuous, {})
+    # The run's env kwargs (image size, frame stack, ...), without learning's own options
+    # (Atari's life loss), as nbasync-eval plays.
+    options = parse_env_kwargs(config.env_kwargs)
+    env, info = make_environment(config, args.seed, algo.continuous, options)
     net = build_network(config, info, algo.head, max_batch=1)
     net.params[:] = ckpt.params
     normalise = ObsNormaliser.from_saved(ckpt.norm_moments["obs"]) if config.obs_norm else None
