@@ -32,6 +32,12 @@ BAD_INPUTS = [
     ("train", ["--env-kwargs", "a=1,a=2"], "--env-kwargs: 'a' given twice"),
     ("train", ["--env-kwargs", "bogus=1"], "unexpected keyword argument 'bogus'"),
     ("train", ["--env-kwargs", "action_repeat=0"], "action_repeat must be a whole number >= 1"),
+    ("train", ["--env-kwargs", "one_pedal=1"], "one_pedal must be true or false, got 1"),
+    (
+        "train",
+        ["--algo", "a3c", "--env", "Pendulum-v1", "--env-kwargs", "one_pedal=true"],
+        "one_pedal: needs CarRacing's continuous actions",
+    ),
     (
         "train",
         ["--env", "CarRacing-v3", "--env-kwargs", "frame_stack=1,frame_stack=2"],

@@ -34,6 +34,7 @@ from .atari import AtariEnv
 from .errors import EnvError
 from .image import ImageObs, image_layout
 from .labyrinth import LabyrinthEnv
+from .pedal import OnePedal
 from .repeat import ActionRepeat, check_action_repeat
 from .vector import Float32Obs, MaskVelocityWrapper
 
@@ -46,6 +47,7 @@ __all__ = [
     "LabyrinthEnv",
     "Float32Obs",
     "MaskVelocityWrapper",
+    "OnePedal",
     "describe",
     "is_atari_id",
     "make_env",
@@ -123,7 +125,8 @@ def make_env(env_id: str, seed: int, **options: Any) -> gymnasium.Env:
     ``max_episode_frames``, ...). Other ids -> ``gymnasium.make(env_id, **options)`` wrapped
     to float32 1-D observations; the first ``reset()`` uses ``seed``. Extra options for those:
     ``mask_velocity=True`` (see :class:`MaskVelocityWrapper`), ``action_repeat=k`` (see
-    :class:`ActionRepeat`), and for image observations ``image_grey``, ``image_size`` and
+    :class:`ActionRepeat`), ``one_pedal=True`` (CarRacing's gas and brake as one axis, see
+    :class:`OnePedal`), and for image observations ``image_grey``, ``image_size`` and
     ``frame_stack`` (see :class:`ImageObs`).
     Raises :class:`EnvError` for unknown ids, unknown options and unsupported spaces.
     """
@@ -157,6 +160,9 @@ def make_env(env_id: str, seed: int, **options: Any) -> gymnasium.Env:
 
     mask = bool(options.pop("mask_velocity", False))
     repeat = check_action_repeat(options.pop("action_repeat", 1))
+    one_pedal = options.pop("one_pedal", False)
+    if not isinstance(one_pedal, bool):
+        raise EnvError(f"one_pedal must be true or false, got {one_pedal!r}")
     image_options = {
         key: options.pop(f"image_{key}") for key in ("grey", "size") if f"image_{key}" in options
     }
@@ -177,6 +183,12 @@ def make_env(env_id: str, seed: int, **options: Any) -> gymnasium.Env:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise EnvError(f"cannot make {env_id!r}: {msg}") from e
 
+    if one_pedal:
+        try:
+            env = OnePedal(env)
+        except EnvError:
+            env.close()
+            raise
     if repeat > 1:
         env = ActionRepeat(env, repeat)
     space = env.observation_space

@@ -152,6 +152,11 @@ def test_car_racing_from_pixels_when_installed():
     discrete = make_env("CarRacing-v3", seed=0, continuous=False)
     assert discrete.observation_space.shape == (3, 96, 96) and discrete.action_space.n == 5
     config = build_config({"algo": "a3c", "env": "CarRacing-v3", "workers": 1})
-    spec = probe_env(config, continuous_ok=True)
-    assert spec.obs_shape == (3, 96, 96) and not spec.discrete
+    spec = probe_env(config, continuous_ok=True)  # the racing preset: grey 84 x 84, 4 stacked
+    assert spec.obs_shape == (4, 84, 84) and not spec.discrete and spec.frames_per_step == 4
     warm_up(config, get_algorithm("a3c"))  # a few real updates of the worker loop, in this process
+    config = build_config({"algo": "a3c", "env": "CarRacing-v3", "env_kwargs": "one_pedal=true"})
+    spec = probe_env(config, continuous_ok=True)
+    assert spec.action_low.tolist() == [-1, -1] and spec.action_high.tolist() == [1, 1]
+    with pytest.raises(EnvError, match="one_pedal: needs CarRacing's continuous actions"):
+        make_env("CarRacing-v3", seed=0, continuous=False, one_pedal=True)

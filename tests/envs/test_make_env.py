@@ -154,3 +154,39 @@ def test_action_repeat_holds_each_action_and_sums_the_rewards():
 def test_action_repeat_rejects_what_is_not_a_count(bad):
     with pytest.raises(EnvError, match="action_repeat must be a whole number >= 1"):
         make_env("CartPole-v1", 0, action_repeat=bad)
+
+
+class _PedalCar(gymnasium.Env):
+    """CarRacing's continuous action space, recording the actions it is given (no box2d)."""
+
+    observation_space = gymnasium.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gymnasium.spaces.Box(
+        np.array([-1, 0, 0], np.float32), np.array([1, 1, 1], np.float32)
+    )
+
+    def __init__(self):
+        self.given = []
+
+    def reset(self, *, seed=None, options=None):
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        self.given.append(np.array(action))
+        return np.zeros(2, np.float32), 0.0, False, False, {}
+
+
+def test_one_pedal_maps_one_axis_to_gas_or_brake_never_both():
+    from nbasync.envs import OnePedal
+
+    car = _PedalCar()
+    env = OnePedal(car)
+    assert env.action_space.shape == (2,) and env.action_space.low.tolist() == [-1, -1]
+    for action in ([0.3, 0.5], [-2.0, -0.7], [1.5, 3.0], [0.0, 0.0]):
+        env.step(np.array(action, np.float32))
+    np.testing.assert_allclose(
+        np.array(car.given),
+        [[0.3, 0.5, 0.0], [-1.0, 0.0, 0.7], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]],
+        rtol=1e-6,
+    )
+    with pytest.raises(EnvError, match="one_pedal: needs CarRacing's continuous actions"):
+        OnePedal(gymnasium.make("Pendulum-v1"))
