@@ -18,7 +18,7 @@ def test_continuous_preset_for_known_ids_and_by_name():
     assert c.entropy_beta == 1e-4  # the paper's MuJoCo beta
     assert c.reward_scale == PRESETS["continuous"]["reward_scale"]
     assert build_config({"env": "HalfCheetah-v5"}).entropy_beta == 1e-4
-    assert build_config({"env": "CartPole-v1"}).entropy_beta == 0.01
+    assert build_config({"env": "CartPole-v1"}).entropy_beta == 1e-3  # classic: under return_norm
     assert build_config({"env": "CartPole-v1", "preset": "continuous"}).entropy_beta == 1e-4
     assert build_config({"env": "Pendulum-v1", "entropy_beta": 0.01}).entropy_beta == 0.01
     assert train_main(["--preset", "nope"]) == 2
