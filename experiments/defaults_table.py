@@ -4,35 +4,51 @@ the same trials with different normalisation settings (one column group per swee
     python experiments/defaults_table.py off=sweeps/defaults-discrete-off \\
         return=sweeps/defaults-discrete-return both=sweeps/defaults-discrete-on
 
-Reads each sweep's summary.csv (``nbasync-sweep`` writes it); prints a Markdown table and a
-line of medians per task and algorithm. Not part of the package: a results helper.
+Reads each sweep's sweep.json (``nbasync-sweep`` writes it); prints a Markdown table and a
+line of medians per task and algorithm. A sweep whose grid has axes besides env, algo and
+seed (say ``rmsprop_eps``) gives one column per value of them, named ``name rmsprop_eps=0.1``,
+instead of letting its trials overwrite each other. Not part of the package: a results helper.
 """
 
 from __future__ import annotations
 
-import csv
+import json
 import statistics
 import sys
 from collections import defaultdict
 
+ROW_AXES = ("env", "algo", "seed")
 
-def read(path: str) -> dict[tuple[str, str, int], float]:
-    with open(f"{path}/summary.csv", newline="") as f:
-        return {
-            (row["env"], row.get("algo") or "a3c", int(row["seed"])): float(row["final_mean"])
-            for row in csv.DictReader(f)
-            if row["status"] == "finished"
-        }
+Row = tuple[str, str, int]
+
+
+def read(name: str, path: str) -> dict[str, dict[Row, float]]:
+    """Column name -> {(env, algo, seed): final mean} for one sweep's finished trials."""
+    with open(f"{path}/sweep.json") as f:
+        sweep = json.load(f)
+    spec = sweep["spec"]
+    extra_axes = [a for a in [*spec.get("grid", {}), *spec.get("sample", {})] if a not in ROW_AXES]
+    columns: dict[str, dict[Row, float]] = defaultdict(dict)
+    for trial in sweep["trials"]:
+        if trial["status"] != "finished" or trial["final_mean"] is None:
+            continue
+        settings = trial["settings"]
+        column = " ".join([name, *(f"{a}={settings[a]}" for a in extra_axes)])
+        row = (settings["env"], settings.get("algo") or "a3c", int(settings["seed"]))
+        columns[column][row] = float(trial["final_mean"])
+    return dict(columns)
 
 
 def main(argv: list[str]) -> int:
-    arms = [arg.split("=", 1) for arg in argv]
-    data = {name: read(path) for name, path in arms}
+    data: dict[str, dict[Row, float]] = {}
+    for arg in argv:
+        name, path = arg.split("=", 1)
+        data.update(read(name, path))
+    names = list(data)
     keys = sorted({k for d in data.values() for k in d})
-    names = [name for name, _ in arms]
     print("| task | algo | seed | " + " | ".join(names) + " |")
     print("|---|---|---|" + "---|" * len(names))
-    groups = defaultdict(lambda: defaultdict(list))
+    groups: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for env, algo, seed in keys:
         cells = []
         for name in names:
@@ -42,8 +58,8 @@ def main(argv: list[str]) -> int:
                 groups[(env, algo)][name].append(value)
         print(f"| {env} | {algo} | {seed} | " + " | ".join(cells) + " |")
     for (env, algo), by_name in groups.items():
-        medians = [f"{statistics.median(by_name[n]):.1f}" if by_name[n] else "" for n in names]
-        print(f"| {env} | {algo} | **median** | " + " | ".join(f"**{m}**" for m in medians) + " |")
+        medians = [f"**{statistics.median(by_name[n]):.1f}**" if by_name[n] else "" for n in names]
+        print(f"| {env} | {algo} | **median** | " + " | ".join(medians) + " |")
     return 0
 
 
