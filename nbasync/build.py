@@ -12,8 +12,9 @@ values (``head``, ``continuous_ok``). ``config`` is read by attribute only.
 Heads (the network's last layers; the output columns)::
 
     POLICY_VALUE  discrete actions:   n_actions + 1 columns: [:, :A] policy logits, [:, A] V(s)
-                  continuous actions: 2D + 1 columns from two nets (NetworkPair): Gaussian
-                                      mean (D), pre-variance (D), V(s)
+                  continuous actions: 2D + 1 columns from two nets (NetworkPair), or one
+                                      with ``config.shared_trunk``: Gaussian mean (D),
+                                      pre-variance (D), V(s)
     Q_VALUES      n_actions columns: [:, a] Q(s, a); with ``config.dueling`` the last Dense
                   has A + 1 outputs (advantages, V) and ``nn.Dueling`` makes them
                   Q = V + A - mean(A)
@@ -170,10 +171,11 @@ def build_network(
 
     Continuous actions: a :class:`~nbasync.nn.NetworkPair` of a policy net (2D outputs:
     Gaussian mean and pre-variance) and a value net (1 output) with the same trunk and no
-    shared parameters (the paper's MuJoCo set-up), over one flat parameter vector.
+    shared parameters (the paper's MuJoCo set-up), over one flat parameter vector. With
+    ``config.shared_trunk`` one net gives all 2D + 1 columns, as a discrete policy does.
     """
     n_out = n_outputs(head, info)
-    if not info.discrete:
+    if not info.discrete and not config.shared_trunk:
         D = action_dim(info)
         policy = _network(config, info, 2 * D, max_batch, dtype, dueling=False)
         value = _network(config, info, 1, max_batch, dtype, dueling=False)

@@ -139,6 +139,13 @@ class TrainConfig:
         "al. 2016); the value and advantage streams are linear maps of the same trunk",
         default=False,
     )
+    shared_trunk: bool = _help(
+        "continuous actions: one net whose last layer gives the Gaussian's mean and "
+        "pre-variance and V(s), over a trunk both train, instead of the paper's separate "
+        "policy and value nets. From pixels the value's dense error signal then shapes the "
+        "conv features the policy reads (discrete policies always share their trunk)",
+        default=False,
+    )
     reward_scale: float = _help(
         "multiply rewards by this for learning (after clipping; logged returns stay raw)",
         default=1.0,

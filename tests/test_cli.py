@@ -88,6 +88,7 @@ BAD_INPUTS = [
     ("train", ["--resume", "{run}", "--lr", "0.5"], "cannot change lr"),
     ("train", ["--resume", "{run}", "--algo", "a3c_gae"], "cannot change algo"),
     ("train", ["--resume", "{run}", "--gae-lambda", "0.5"], "cannot change gae_lambda"),
+    ("train", ["--resume", "{run}", "--shared-trunk"], "cannot change shared_trunk"),
     ("train", ["--resume", "{run}"], "already at step"),
     ("train", ["--resume", "{run}", "--steps", "200", "--time-limit", "20"], "trained for 30 s"),
     ("train", ["--out", "{tmp}/blocker/run", "--steps", "10"], "cannot create run directory"),

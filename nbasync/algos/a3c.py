@@ -21,7 +21,8 @@ backward over rows [0, t) is backpropagation through time over the rollout. The 
     the bootstrap V(s_t) at row t -> reads h after row t-1 and changes nothing carried
 
 Continuous actions (:func:`gaussian_policy`): a Gaussian policy net and a separate value net
-(:class:`~nbasync.nn.NetworkPair`, one flat vector, one shared RMSProp), a ~ N(mu, var)
+(:class:`~nbasync.nn.NetworkPair`, one flat vector, one shared RMSProp; one net over a
+shared trunk with ``--shared-trunk``), a ~ N(mu, var)
 clipped to the action bounds for the environment; the loss uses the unclipped sample
 (:func:`~nbasync.nn.gaussian_a3c_loss`). Entropy beta 1e-4 in the paper's MuJoCo runs
 (the 'continuous' preset).

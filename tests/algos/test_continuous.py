@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from nbasync.build import POLICY_VALUE, build_network, probe_env
-from nbasync.cli import train_main
+from nbasync.cli import eval_main, train_main
 from nbasync.config import PRESETS, build_config
 from nbasync.evaluate import evaluate
-from nbasync.nn import NetworkPair
+from nbasync.nn import Network, NetworkPair
 from nbasync.train import train
 
 
@@ -35,6 +35,30 @@ def test_policy_and_value_nets_over_one_vector(recurrent):
     assert policy.n_outputs == 2 and value.n_outputs == 1 and net.n_outputs == 3
     assert net.layout[0][0].startswith("policy.") and net.layout[-1][0].startswith("value.")
     assert net.layout[-1][1] + np.prod(net.layout[-1][2]) == net.n_params
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_shared_trunk_is_one_net_with_the_gaussian_and_value_columns(recurrent):
+    """--shared-trunk: one net gives mean, pre-variance and V(s) (2D + 1 columns), with
+    fewer parameters than the pair (one trunk instead of two)."""
+    base = {"env": "Pendulum-v1", "recurrent": recurrent, "lstm_size": 8}
+    pair = build_network(build_config(base), probe_env(build_config(base), True), POLICY_VALUE, 6)
+    c = build_config({**base, "shared_trunk": True})
+    net = build_network(c, probe_env(c, continuous_ok=True), POLICY_VALUE, max_batch=6)
+    assert isinstance(net, Network) and net.recurrent == recurrent
+    assert net.n_outputs == pair.n_outputs == 3
+    assert net.n_params < pair.n_params
+    assert not any(name.startswith(("policy.", "value.")) for name, _, _ in net.layout)
+
+
+def test_shared_trunk_trains_resumes_and_evaluates(tmp_path, capsys):
+    """The whole path with one trunk: train, a checkpoint, --resume, nbasync-eval."""
+    out = str(tmp_path / "run")
+    args = ["--env", "Pendulum-v1", "--shared-trunk", "--workers", "1", "--quiet", "--out", out]
+    assert train_main([*args, "--steps", "2000"]) == 0
+    assert train_main(["--resume", out, "--steps", "4000", "--quiet"]) == 0
+    assert eval_main([out, "--episodes", "1"]) == 0
+    assert "mean return" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("algo", ["onestep_q", "onestep_sarsa", "nstep_q"])

@@ -183,10 +183,19 @@ def test_pair_is_one_flat_vector_policy_first():
     np.testing.assert_allclose(out[:, 4:], value.forward(x, 0))
 
 
+def _shared(dtype=np.float64, lstm_size=0, seed=0):
+    """One net with all 2D + 1 = 5 columns (``--shared-trunk``)."""
+    net = mlp_network(3, 5, hidden=(5,), max_batch=6, dtype=dtype, lstm_size=lstm_size)
+    net.init_params(seed)
+    return net
+
+
+@pytest.mark.parametrize("make", [_pair, _shared], ids=["pair", "shared_trunk"])
 @pytest.mark.parametrize("lstm_size", [0, 3])
-def test_pair_with_gaussian_loss_gradcheck(lstm_size):
-    """The whole continuous A3C objective through both nets (BPTT too with an LSTM)."""
-    pair = _pair(lstm_size=lstm_size, seed=1)
+def test_gaussian_loss_gradcheck_through_the_nets(make, lstm_size):
+    """The whole continuous A3C objective through both nets of the pair, or through one
+    shared trunk where the value and policy gradients meet (BPTT too with an LSTM)."""
+    pair = make(lstm_size=lstm_size, seed=1)
     pair.reset_state()
     rng = np.random.default_rng(2)
     x = rng.normal(size=(5, 3))
