@@ -195,12 +195,12 @@ def _shared(dtype=np.float64, lstm_size=0, seed=0):
 def test_gaussian_loss_gradcheck_through_the_nets(make, lstm_size):
     """The whole continuous A3C objective through both nets of the pair, or through one
     shared trunk where the value and policy gradients meet (BPTT too with an LSTM)."""
-    pair = make(lstm_size=lstm_size, seed=1)
-    pair.reset_state()
+    net = make(lstm_size=lstm_size, seed=1)
+    net.reset_state()
     rng = np.random.default_rng(2)
     x = rng.normal(size=(5, 3))
     actions = rng.normal(size=(5, 2))
-    out0 = pair.forward(x, 0).copy()
+    out0 = net.forward(x, 0).copy()
     adv = rng.normal(size=5)
     returns_fixed = out0[:, -1] + adv
 
@@ -213,5 +213,5 @@ def test_gaussian_loss_gradcheck_through_the_nets(make, lstm_size):
         _, vl, _ = reference_loss(out, actions, returns_fixed, 0.05, 0.5)
         return pl + vl - 0.05 * ent, dout
 
-    errors = gradcheck(pair, loss_fn, x)
+    errors = gradcheck(net, loss_fn, x)
     assert max(errors.values()) < 1e-5, errors
