@@ -77,17 +77,18 @@ Explained = tuple[TrainConfig, dict[str, str]]  # a configuration and each setti
 
 def train_parser(shown: Explained | None = None) -> argparse.ArgumentParser:
     """The parser; its help shows the value each setting will really take: ``shown`` (the
-    configuration that --env/--preset/--config on the command line give, with sources) or,
-    without it, the default env's."""
+    configuration that --env/--algo/--preset/--config on the command line give, with
+    sources) or, without it, the default env's."""
     if shown is None:
         shown = _effective_for_help([])
     config, sources = shown
     p = _Parser(
         prog="nbasync-train",
         description="Train an asynchronous RL agent (A3C paper). Counts are agent steps. "
-        f"Each (default: ...) below is the value a run of --env {config.env} takes "
-        f"(preset {preset_name_for(config.env, config.preset)} applied); give --env, "
-        "--preset or --config before --help to see another's, or --print-settings.",
+        f"Each (default: ...) below is the value a run of --env {config.env} --algo "
+        f"{config.algo} takes (preset {preset_name_for(config.env, config.preset)} "
+        "applied); give --env, --algo, --preset or --config before --help to see another's, "
+        "or --print-settings.",
     )
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
@@ -119,15 +120,16 @@ def train_parser(shown: Explained | None = None) -> argparse.ArgumentParser:
 
 
 def _effective_for_help(argv: Sequence[str]) -> Explained:
-    """What --env/--preset/--config in ``argv`` make of the settings, for the help text; the
-    plain defaults when they cannot be read (the real parse reports that)."""
+    """What --env/--algo/--preset/--config in ``argv`` make of the settings, for the help
+    text; the plain defaults when they cannot be read (the real parse reports that)."""
     pre = argparse.ArgumentParser(add_help=False)
-    for name in ("--env", "--preset", "--config"):
+    for name in ("--env", "--algo", "--preset", "--config"):
         pre.add_argument(name, default=None)
     try:
         known, _ = pre.parse_known_args(argv)
         file_settings = load_toml(known.config) if known.config else {}
-        cli = {k: v for k, v in (("env", known.env), ("preset", known.preset)) if v is not None}
+        given = (("env", known.env), ("algo", known.algo), ("preset", known.preset))
+        cli = {k: v for k, v in given if v is not None}
         return build_config_explained(file_settings, cli)
     except (UserInputError, SystemExit):
         return build_config_explained({}, {})

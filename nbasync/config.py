@@ -162,7 +162,8 @@ class TrainConfig:
     )
     return_norm: bool = _help(
         "divide rewards (after clipping and --reward-scale) by the running standard deviation "
-        "of the discounted return, kept by all workers together (on in the classic preset)",
+        "of the discounted return, kept by all workers together (on in the classic preset "
+        "for a3c, off there for the Q methods, measured in docs/results/defaults.md)",
         default=False,
     )
     terminal_on_life_loss: bool = _help("Atari: treat a lost life as terminal", default=False)
@@ -291,8 +292,21 @@ def looks_like_atari(env_id: str) -> bool:
     return env_id.startswith("ALE/") or env_id.endswith("NoFrameskip-v4")
 
 
+@dataclass(frozen=True)
+class ByAlgo:
+    """A preset value that depends on the algorithm (a measurement can favour a setting for
+    one method and not another): ``values[algo]``, else ``otherwise``."""
+
+    values: dict[str, Any]
+    otherwise: Any
+
+    def for_algo(self, algo: str) -> Any:
+        return self.values.get(algo, self.otherwise)
+
+
 # Presets: the paper's Atari settings, and settings that learn classic-control tasks (small
-# MLP, short runs) in about a minute. A preset fills only the settings the user did not set.
+# MLP, short runs) in about a minute. A preset fills only the settings the user did not set;
+# a ByAlgo value is resolved for the run's algorithm.
 PRESETS: dict[str, dict[str, Any]] = {
     "atari": {
         "network": "atari",
@@ -323,12 +337,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "steps": 200_000,
         "checkpoint_every": 50_000,
         "lstm_size": 64,
-        # Measured (docs/results/defaults.md: CartPole-v1, Acrobot-v1 x a3c, nstep_q, 5 seeds,
-        # 2 workers, 500k steps): without normalisation 2 of 5 A3C seeds ended at Acrobot's
-        # worst, -500 (one after reaching -80); rewards over the return's std: every seed of
-        # both tasks learned (worst -124), medians within a few % of the unnormalised ones.
+        # Return scaling for A3C only. Measured (docs/results/defaults.md: CartPole-v1,
+        # Acrobot-v1, 2 workers, 500k steps): A3C without it left 2 of 5 seeds at Acrobot's
+        # worst, -500 (one after reaching -80); with it every seed learned. n-step Q on 10
+        # seeds, off / on: Acrobot medians -95.6 / -122.2 (one seed at -500 with it),
+        # CartPole 473 / 359; RMSProp eps 1e-2 or 1e-3 did not close the gap. The one-step
+        # Q methods bootstrap the same way as n-step Q and follow it.
         # Observation normalisation made every Acrobot seed fail (-500): off here.
-        "return_norm": True,
+        "return_norm": ByAlgo({"a3c": True}, otherwise=False),
         # Entropy beta 1e-3 (A3C; the Q methods have no entropy term): the return scaling
         # divides the advantages by the return's std (30-100 here) while the entropy's pull
         # stays, so 0.01 weighed that much more than before. Measured (defaults.md, 5 seeds):
@@ -430,17 +446,20 @@ def preset_name_for(env_id: str, name: str = "auto") -> str:
     return name
 
 
-def preset_for(env_id: str, name: str = "auto") -> dict[str, Any]:
-    """The named preset; 'auto': atari for ALE ids, labyrinth for nbasync/Labyrinth ids,
-    racing for CarRacing ids, continuous for known continuous-action ids (Pendulum, MuJoCo,
-    ...), classic otherwise."""
-    return PRESETS[preset_name_for(env_id, name)]
+def preset_for(env_id: str, name: str = "auto", algo: str = "a3c") -> dict[str, Any]:
+    """The named preset's values for ``algo``; 'auto': atari for ALE ids, labyrinth for
+    nbasync/Labyrinth ids, racing for CarRacing ids, continuous for known continuous-action
+    ids (Pendulum, MuJoCo, ...), classic otherwise."""
+    preset = PRESETS[preset_name_for(env_id, name)]
+    return {k: v.for_algo(algo) if isinstance(v, ByAlgo) else v for k, v in preset.items()}
 
 
 def build_config(explicit: dict[str, Any]) -> TrainConfig:
-    """Defaults <- env preset <- explicit settings (from a config file and/or the CLI)."""
+    """Defaults <- env preset (for the algorithm) <- explicit settings (from a config file
+    and/or the CLI)."""
     env_id = str(explicit.get("env", TrainConfig.env))
-    preset = preset_for(env_id, str(explicit.get("preset", "auto")))
+    algo = str(explicit.get("algo", TrainConfig.algo))
+    preset = preset_for(env_id, str(explicit.get("preset", "auto")), algo)
     merged = {**preset, **explicit}
     if "env_kwargs" in preset and "env_kwargs" in explicit:
         merged["env_kwargs"] = merge_env_kwargs(preset["env_kwargs"], explicit["env_kwargs"])
@@ -473,9 +492,10 @@ def build_config_explained(
     file_label: str = "config file",
 ) -> tuple[TrainConfig, dict[str, str]]:
     """``build_config`` of the file's settings overridden by the command line's, and where
-    each setting of the result came from: "command line", ``file_label``, "preset NAME" or
-    "default" (the later in that list loses to the earlier); "preset NAME + command line"
-    for ``env_kwargs`` merged with a preset's."""
+    each setting of the result came from: "command line", ``file_label``, "preset NAME" (or
+    "preset NAME for ALGO" for a value set per algorithm) or "default" (the later in that
+    list loses to the earlier); "preset NAME + command line" for ``env_kwargs`` merged with
+    a preset's."""
     explicit = {**file_settings, **cli_settings}
     config = build_config(explicit)
     preset = preset_name_for(config.env, config.preset)
@@ -486,6 +506,9 @@ def build_config_explained(
             sources[f.name] = "command line"
         elif f.name in file_settings:
             sources[f.name] = file_label
+        elif in_preset and isinstance(PRESETS[preset][f.name], ByAlgo):
+            sources[f.name] = f"preset {preset} for {config.algo}"
+            continue
         else:
             sources[f.name] = f"preset {preset}" if in_preset else "default"
             continue

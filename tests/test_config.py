@@ -152,6 +152,33 @@ def test_help_shows_the_values_the_preset_will_really_use():
     assert help_of(["--env", "ALE/Pong-v5", "--preset", "classic"]).count("preset atari") == 0
 
 
+def test_a_preset_value_can_depend_on_the_algorithm():
+    """The classic preset scales returns for A3C only (measured: it hurt n-step Q)."""
+    from nbasync.cli import _effective_for_help, train_parser
+    from nbasync.config import PRESETS, ByAlgo, build_config_explained, preset_for
+
+    assert isinstance(PRESETS["classic"]["return_norm"], ByAlgo)
+    assert preset_for("CartPole-v1", "auto", "a3c")["return_norm"] is True
+    for algo in ("nstep_q", "onestep_q", "onestep_sarsa"):
+        c, sources = build_config_explained({}, {"algo": algo})
+        assert not c.return_norm and sources["return_norm"] == f"preset classic for {algo}"
+        assert sources["lr"] == "preset classic"  # values for every algorithm: as before
+    c, sources = build_config_explained({}, {})  # the default algo, a3c
+    assert c.return_norm and sources["return_norm"] == "preset classic for a3c"
+    c, sources = build_config_explained({"return_norm": True}, {"algo": "nstep_q"}, "f.toml")
+    assert c.return_norm and sources["return_norm"] == "f.toml"  # explicit settings win
+    # Another preset's plain value stays the same for every algorithm.
+    assert build_config({"algo": "nstep_q", "env": "CarRacing-v3"}).return_norm
+
+    def help_of(argv):
+        return " ".join(train_parser(_effective_for_help(argv)).format_help().split())
+
+    assert "(default: on, from preset classic for a3c)" in help_of([])
+    nstep = help_of(["--algo", "nstep_q"])
+    assert "(default: off, from preset classic for nstep_q)" in nstep
+    assert "--env CartPole-v1 --algo nstep_q takes" in nstep
+
+
 def test_env_kwargs_parse_to_python_values():
     from nbasync.config import parse_env_kwargs
 
