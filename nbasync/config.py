@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .algos import ALGORITHMS, check_config, get_algorithm
-from .build import parse_env_kwargs
+from .build import POLICY_VALUE, parse_env_kwargs
 from .errors import ConfigError
 
 OPTIMIZERS = ("shared_rmsprop", "rmsprop", "momentum")
@@ -163,7 +163,7 @@ class TrainConfig:
     return_norm: bool = _help(
         "divide rewards (after clipping and --reward-scale) by the running standard deviation "
         "of the discounted return, kept by all workers together (on in the classic preset "
-        "for a3c, off there for the Q methods, measured in docs/results/defaults.md)",
+        "for the actor-critics, off there for the Q methods; docs/results/defaults.md)",
         default=False,
     )
     terminal_on_life_loss: bool = _help("Atari: treat a lost life as terminal", default=False)
@@ -295,13 +295,18 @@ def looks_like_atari(env_id: str) -> bool:
 @dataclass(frozen=True)
 class ByAlgo:
     """A preset value that depends on the algorithm (a measurement can favour a setting for
-    one method and not another): ``values[algo]``, else ``otherwise``."""
+    one method and not another). ``values`` is keyed by an algorithm's name or by its head
+    (``build.POLICY_VALUE``: every actor-critic, a3c_gae and registered ones included;
+    ``build.Q_VALUES``: the Q methods); the name wins, then the head, else ``otherwise``."""
 
     values: dict[str, Any]
     otherwise: Any
 
     def for_algo(self, algo: str) -> Any:
-        return self.values.get(algo, self.otherwise)
+        if algo in self.values:
+            return self.values[algo]
+        spec = ALGORITHMS.get(algo)  # an unknown name: validation reports it
+        return self.values.get(spec.head, self.otherwise) if spec else self.otherwise
 
 
 # Presets: the paper's Atari settings, and settings that learn classic-control tasks (small
@@ -337,14 +342,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "steps": 200_000,
         "checkpoint_every": 50_000,
         "lstm_size": 64,
-        # Return scaling for A3C only. Measured (docs/results/defaults.md: CartPole-v1,
-        # Acrobot-v1, 2 workers, 500k steps): A3C without it left 2 of 5 seeds at Acrobot's
-        # worst, -500 (one after reaching -80); with it every seed learned. n-step Q on 10
-        # seeds, off / on: Acrobot medians -95.6 / -122.2 (one seed at -500 with it),
-        # CartPole 473 / 359; RMSProp eps 1e-2 or 1e-3 did not close the gap. The one-step
-        # Q methods bootstrap the same way as n-step Q and follow it.
+        # Return scaling for the actor-critics (A3C) only. Measured (docs/results/defaults.md:
+        # CartPole-v1, Acrobot-v1, 2 workers, 500k steps): A3C without it left 2 of 5 seeds
+        # at Acrobot's worst, -500 (one after reaching -80); with it every seed learned.
+        # n-step Q on 10 seeds, off / on: Acrobot medians -95.6 / -122.2 (one seed at -500
+        # with it), CartPole 473 / 359; RMSProp eps 1e-2 or 1e-3 did not close the gap. The
+        # one-step Q methods bootstrap the same way as n-step Q and follow it.
         # Observation normalisation made every Acrobot seed fail (-500): off here.
-        "return_norm": ByAlgo({"a3c": True}, otherwise=False),
+        "return_norm": ByAlgo({POLICY_VALUE: True}, otherwise=False),
         # Entropy beta 1e-3 (A3C; the Q methods have no entropy term): the return scaling
         # divides the advantages by the return's std (30-100 here) while the entropy's pull
         # stays, so 0.01 weighed that much more than before. Measured (defaults.md, 5 seeds):

@@ -158,7 +158,10 @@ def test_a_preset_value_can_depend_on_the_algorithm():
     from nbasync.config import PRESETS, ByAlgo, build_config_explained, preset_for
 
     assert isinstance(PRESETS["classic"]["return_norm"], ByAlgo)
-    assert preset_for("CartPole-v1", "auto", "a3c")["return_norm"] is True
+    for algo in ("a3c", "a3c_gae"):  # by the head: every actor-critic
+        assert preset_for("CartPole-v1", "auto", algo)["return_norm"] is True
+    by_name = ByAlgo({"a3c_gae": 1, "policy_value": 2}, otherwise=3)
+    assert [by_name.for_algo(a) for a in ("a3c_gae", "a3c", "nstep_q", "nope")] == [1, 2, 3, 3]
     for algo in ("nstep_q", "onestep_q", "onestep_sarsa"):
         c, sources = build_config_explained({}, {"algo": algo})
         assert not c.return_norm and sources["return_norm"] == f"preset classic for {algo}"
