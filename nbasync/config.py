@@ -451,7 +451,7 @@ def preset_name_for(env_id: str, name: str = "auto") -> str:
     return name
 
 
-def preset_for(env_id: str, name: str = "auto", algo: str = "a3c") -> dict[str, Any]:
+def preset_for(env_id: str, name: str = "auto", algo: str = TrainConfig.algo) -> dict[str, Any]:
     """The named preset's values for ``algo``; 'auto': atari for ALE ids, labyrinth for
     nbasync/Labyrinth ids, racing for CarRacing ids, continuous for known continuous-action
     ids (Pendulum, MuJoCo, ...), classic otherwise."""
