@@ -30,6 +30,7 @@ import numpy as np
 from .envs import EnvInfo, describe, is_atari_id, make_env, require_discrete
 from .errors import ConfigError
 from .nn import Network, NetworkPair, atari_network, mlp_network
+from .nn.gaussian import pre_variance_for_std
 from .optim import MomentumSGD, RMSProp, make_optimizer
 
 if TYPE_CHECKING:  # read by attribute only: config sits above this module
@@ -179,9 +180,21 @@ def build_network(
         D = action_dim(info)
         policy = _network(config, info, 2 * D, max_batch, dtype, dueling=False)
         value = _network(config, info, 1, max_batch, dtype, dueling=False)
+        _start_gaussian_at(policy, config.init_std, D)
         return NetworkPair(policy, value, names=("policy", "value"))
     dueling = head == Q_VALUES and config.dueling
-    return _network(config, info, n_out, max_batch, dtype, dueling)
+    net = _network(config, info, n_out, max_batch, dtype, dueling)
+    if not info.discrete:
+        _start_gaussian_at(net, config.init_std, action_dim(info))
+    return net
+
+
+def _start_gaussian_at(policy: Network, std: float, D: int) -> None:
+    """``--init-std``: the head's pre-variance columns (D to 2D) start at the bias that gives
+    the Gaussian that standard deviation (0: all drawn, the plain init)."""
+    if std > 0:
+        s = pre_variance_for_std(std)
+        policy.head_bias_init = {D + d: s for d in range(D)}
 
 
 def _network(

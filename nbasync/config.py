@@ -24,6 +24,7 @@ from typing import Any
 from .algos import ALGORITHMS, check_config, get_algorithm
 from .build import POLICY_VALUE, parse_env_kwargs
 from .errors import ConfigError
+from .nn.gaussian import VAR_FLOOR
 
 OPTIMIZERS = ("shared_rmsprop", "rmsprop", "momentum")
 NETWORKS = ("auto", "mlp", "atari")
@@ -77,6 +78,13 @@ class TrainConfig:
         "clipped actions, so once mu is outside them the return no longer depends on it and "
         "nothing brings it back (HalfCheetah: means of 4 to 11 against bounds of 1, return "
         "-496 for good). 0 = off, the paper's loss",
+        default=0.0,
+    )
+    init_std: float = _help(
+        "continuous actions: the Gaussian policy's standard deviation at the start; the "
+        "policy head's pre-variance biases start at softplus^-1(std^2 - 1e-4). 0 = the plain "
+        "init, about 0.83 (variance softplus(0)); stable-baselines3's CarRacing settings "
+        "start at exp(-2) = 0.135",
         default=0.0,
     )
     gae_lambda: float = _help(
@@ -614,6 +622,12 @@ def validate(c: TrainConfig) -> None:
         v = getattr(c, name)
         if not (math.isfinite(v) and v >= 0):
             raise bad(name, f"must be >= 0, got {v}")
+    if not (math.isfinite(c.init_std) and (c.init_std == 0 or c.init_std**2 > VAR_FLOOR)):
+        raise bad(
+            "init_std",
+            f"must be 0 (the plain init) or above {math.sqrt(VAR_FLOOR):g} (the variance's "
+            f"floor is {VAR_FLOOR:g}), got {c.init_std}",
+        )
     if math.isnan(c.stop_return):
         raise bad("stop_return", "must be a number (inf = never stop on the return)")
     for name in ("gamma", "rmsprop_alpha", "momentum", "gae_lambda"):

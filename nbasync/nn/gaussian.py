@@ -37,6 +37,15 @@ VAR_FLOOR = 1e-4
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
+def pre_variance_for_std(std: float) -> float:
+    """The pre-variance s with softplus(s) + VAR_FLOOR = std^2: the policy head's bias that
+    starts the Gaussian at ``std`` (``--init-std``); std^2 must exceed VAR_FLOOR."""
+    target = float(std) ** 2 - VAR_FLOOR
+    if not target > 0:
+        raise ValueError(f"std must exceed sqrt(VAR_FLOOR) = {math.sqrt(VAR_FLOOR):g}, got {std}")
+    return math.log(math.expm1(target))  # the inverse of softplus
+
+
 @jit
 def _softplus(x):
     return max(x, 0.0) + math.log1p(math.exp(-abs(x)))

@@ -104,6 +104,10 @@ class Network:
         # parameters (bind() moves those), so they stay valid for the network's lifetime.
         self._plans: dict[tuple[int, int], tuple] = {}
 
+        self.head_bias_init: dict[int, float] = {}
+        """Output columns whose bias in the last (Dense) layer :meth:`init_params` sets to a
+        value instead of drawing it: the Gaussian's pre-variance under ``--init-std``."""
+
         self.params = np.zeros(self.n_params, dt)
         self.grads = np.zeros(self.n_params, dt)
         self.bind(self.params, self.grads)
@@ -156,6 +160,8 @@ class Network:
     def init_params(self, seed: int) -> None:
         """PyTorch's default init, in place (works on bound shared memory too).
 
+        Then the last layer's biases named in :attr:`head_bias_init` take their values.
+
         Weights: kaiming_uniform(a=sqrt(5)), i.e. U(-b, b) with b = gain*sqrt(3/fan_in),
         gain = sqrt(2/(1+a^2)) = sqrt(1/3), so b = 1/sqrt(fan_in). Biases: U(-1/sqrt(fan_in),
         1/sqrt(fan_in)). fan_in = in_features (Dense) or in_channels*kh*kw (Conv2d). Drawn in
@@ -168,6 +174,13 @@ class Network:
                 view = self._param_views[f"{layer.name}.{suffix}"]
                 bound = 1.0 / math.sqrt(layer.fan_in)
                 view[...] = rng.uniform(-bound, bound, size=view.shape)
+        if self.head_bias_init:
+            last = self.layers[-1]
+            if not isinstance(last, Dense):
+                raise ValueError(f"head_bias_init needs a Dense last layer, got {last.name}")
+            bias = self._param_views[f"{last.name}.bias"]
+            for column, value in self.head_bias_init.items():
+                bias[column] = value
 
     def zero_grad(self) -> None:
         self.grads[...] = 0.0
