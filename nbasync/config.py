@@ -622,10 +622,11 @@ def validate(c: TrainConfig) -> None:
         v = getattr(c, name)
         if not (math.isfinite(v) and v >= 0):
             raise bad(name, f"must be >= 0, got {v}")
-    if not (math.isfinite(c.init_std) and (c.init_std == 0 or c.init_std**2 > VAR_FLOOR)):
+    std_floor = math.sqrt(VAR_FLOOR)
+    if not (c.init_std == 0 or (math.isfinite(c.init_std) and c.init_std > std_floor)):
         raise bad(
             "init_std",
-            f"must be 0 (the plain init) or above {math.sqrt(VAR_FLOOR):g} (the variance's "
+            f"must be 0 (the plain init) or above {std_floor:g} (the variance's "
             f"floor is {VAR_FLOOR:g}), got {c.init_std}",
         )
     if math.isnan(c.stop_return):

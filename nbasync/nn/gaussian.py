@@ -41,8 +41,9 @@ def pre_variance_for_std(std: float) -> float:
     """The pre-variance s with softplus(s) + VAR_FLOOR = std^2: the policy head's bias that
     starts the Gaussian at ``std`` (``--init-std``); std^2 must exceed VAR_FLOOR."""
     target = float(std) ** 2 - VAR_FLOOR
-    if not target > 0:
-        raise ValueError(f"std must exceed sqrt(VAR_FLOOR) = {math.sqrt(VAR_FLOOR):g}, got {std}")
+    if not (std > 0 and target > 0):
+        floor = math.sqrt(VAR_FLOOR)
+        raise ValueError(f"std must be positive and exceed sqrt(VAR_FLOOR) = {floor:g}, got {std}")
     return math.log(math.expm1(target))  # the inverse of softplus
 
 

@@ -9,7 +9,7 @@ from nbasync.build import POLICY_VALUE, build_network, probe_env
 from nbasync.cli import eval_main, train_main
 from nbasync.config import PRESETS, build_config
 from nbasync.evaluate import evaluate
-from nbasync.nn import Network, NetworkPair
+from nbasync.nn import VAR_FLOOR, Network, NetworkPair
 from nbasync.train import train
 
 
@@ -49,6 +49,31 @@ def test_shared_trunk_is_one_net_with_the_gaussian_and_value_columns(recurrent):
     assert net.n_outputs == pair.n_outputs == 3
     assert net.n_params < pair.n_params
     assert not any(name.startswith(("policy.", "value.")) for name, _, _ in net.layout)
+
+
+@pytest.mark.parametrize("shared_trunk", [False, True])
+def test_init_std_starts_the_gaussian_there_and_changes_nothing_else(shared_trunk):
+    """--init-std: the head's pre-variance biases (columns D to 2D) start where softplus
+    gives std^2 - VAR_FLOOR; every other parameter is the plain init's, same seed."""
+    base = {"env": "Pendulum-v1", "shared_trunk": shared_trunk}
+    info = probe_env(build_config(base), continuous_ok=True)
+    plain = build_network(build_config(base), info, POLICY_VALUE, max_batch=2)
+    narrow = build_network(build_config({**base, "init_std": 0.135}), info, POLICY_VALUE, 2)
+    plain.init_params(7)
+    narrow.init_params(7)
+    bias_name = "head.bias" if shared_trunk else "policy.head.bias"
+    D = 1
+    bias = narrow.param(bias_name)
+    var = np.logaddexp(0.0, float(bias[D])) + VAR_FLOOR
+    assert var == pytest.approx(0.135**2, rel=1e-5)
+    differs = plain.params != narrow.params
+    assert differs.sum() == D
+    offset = dict((name, off) for name, off, _ in narrow.layout)[bias_name]
+    assert differs[offset + D]
+    # The sampled actions' spread follows: the plain init's std is about softplus(0) ** 0.5.
+    x = np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)
+    assert np.sqrt(np.logaddexp(0.0, plain.forward(x)[:, D])).min() > 0.6
+    assert np.sqrt(np.logaddexp(0.0, narrow.forward(x)[:, D])).max() < 0.2
 
 
 def test_shared_trunk_trains_resumes_and_evaluates(tmp_path, capsys):

@@ -17,6 +17,7 @@ from nbasync.nn import (
     gradcheck,
     mlp_network,
 )
+from nbasync.nn.gaussian import pre_variance_for_std
 from nbasync.nn.gradcheck import numerical_grad, rel_error
 
 
@@ -215,3 +216,15 @@ def test_gaussian_loss_gradcheck_through_the_nets(make, lstm_size):
 
     errors = gradcheck(net, loss_fn, x)
     assert max(errors.values()) < 1e-5, errors
+
+
+@pytest.mark.parametrize("std", [0.011, 0.135, 0.83, 3.0])
+def test_pre_variance_for_std_inverts_the_softplus(std):
+    s = pre_variance_for_std(std)
+    assert _softplus(s) + VAR_FLOOR == pytest.approx(std**2, rel=1e-9)
+
+
+@pytest.mark.parametrize("std", [math.sqrt(VAR_FLOOR), 0.0, -0.135])
+def test_pre_variance_for_std_refuses_a_std_at_or_under_the_floor(std):
+    with pytest.raises(ValueError, match="std must be positive and exceed"):
+        pre_variance_for_std(std)
