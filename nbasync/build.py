@@ -136,7 +136,25 @@ def probe_env(config: TrainConfig, continuous_ok: bool) -> EnvInfo:
     space the algorithm cannot use, before any file is written or process started."""
     env, info = make_environment(config, config.seed, continuous_ok)
     env.close()
+    if info.discrete:
+        _refuse_continuous_only_settings(config)
     return info
+
+
+def _refuse_continuous_only_settings(config: TrainConfig) -> None:
+    """Settings of the Gaussian policy would do nothing with discrete actions: say so rather
+    than train as if they had been applied."""
+    given = {
+        "init_std": config.init_std != 0,
+        "mean_bound_weight": config.mean_bound_weight != 0,
+        "shared_trunk": config.shared_trunk,
+    }
+    for name, set_ in given.items():
+        if set_:
+            raise ConfigError(
+                f"--{name.replace('_', '-')}: only for continuous actions (a Gaussian policy); "
+                f"{config.env} has discrete actions"
+            )
 
 
 def obs_scale(info: EnvInfo) -> float:
