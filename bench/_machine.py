@@ -1,7 +1,8 @@
 """What machine a benchmark ran on: one description shared by every script in bench/.
 
 Benchmarks print it beside their figures (CPU model, cores, Python, 1-minute load), since
-other jobs on the machine skew every timing.
+other jobs on the machine skew every timing. The CPU model comes from ``nbasync.machine``,
+which the run file also stores with each checkpoint.
 """
 
 from __future__ import annotations
@@ -9,16 +10,9 @@ from __future__ import annotations
 import os
 import platform
 
+from nbasync.machine import cpu_model
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+__all__ = ["cpu_model", "load_average", "machine"]
 
 
 def load_average() -> float:

@@ -4,7 +4,8 @@
 
 Owns: the on-disk layout (see docs/runfile.md), the config and parameter layout of a run,
 its last ``keep`` checkpoints, its episode log, and the lock that keeps a second process
-off a directory in use. A leaf module: numpy, h5py, stdlib (and the leaf ``errors``).
+off a directory in use. A leaf module: numpy, h5py, stdlib (and the leaves ``errors`` and
+``machine``).
 
 ``run.h5`` is replaced atomically at every write (``create``, ``write_checkpoint``): the new
 file is built in memory (h5py on a BytesIO), written to ``run.h5.tmp`` with plain
@@ -44,6 +45,7 @@ import h5py
 import numpy as np
 
 from .errors import RunFailedError, UserInputError
+from .machine import describe_machine
 
 __all__ = [
     "FILE_NAME",
@@ -203,6 +205,8 @@ class Checkpoint:
     norm_moments      named running moments [count, mean, M2] of the observations
                       ("obs") and the discounted return ("return") when the run
                       normalises them (``nbasync.normalise``); empty otherwise
+    machine           the machine that wrote it (``nbasync.machine``); "" in files
+                      written before it was recorded
     ================  ==========================================================
     """
 
@@ -215,11 +219,16 @@ class Checkpoint:
     n_episodes: int = 0
     saved_at: float = 0.0
     norm_moments: dict[str, np.ndarray] = field(default_factory=dict)
+    machine: str = ""
 
 
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return " ".join(text.split())
+
+
+def _as_str(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _step_name(step: int) -> str:
@@ -806,6 +815,7 @@ class RunFile:
             n_episodes=int(g.attrs["n_episodes"]),
             saved_at=float(g.attrs["saved_at"]),
             norm_moments={k: v[()] for k, v in g["norm"].items()} if "norm" in g else {},
+            machine=_as_str(g.attrs.get("machine", "")),
         )
 
     def write_checkpoint(
@@ -858,6 +868,7 @@ class RunFile:
                 str(k): np.array(v, dtype=np.float64, copy=True)
                 for k, v in (norm_moments or {}).items()
             },
+            machine=describe_machine(),
         )
         self._write(new_ckpt=ckpt)
         ckpt.rng_state = {k: (json.loads(v) if isinstance(v, str) else v) for k, v in rng.items()}
@@ -943,6 +954,7 @@ class RunFile:
         g.attrs["elapsed_s"] = ckpt.elapsed_s
         g.attrs["n_episodes"] = ckpt.n_episodes
         g.attrs["saved_at"] = ckpt.saved_at
+        g.attrs["machine"] = ckpt.machine
         g.create_dataset("params", data=ckpt.params)
         g.create_dataset("worker_steps", data=ckpt.worker_steps)
         stats = g.create_group("opt_stats")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 import textwrap
@@ -122,6 +123,26 @@ def test_checkpoint_normalisation_moments_round_trip(tmp_path):
         for k in moments:  # bit for bit, float64
             assert got[k].dtype == np.float64
             np.testing.assert_array_equal(got[k], moments[k])
+
+
+def test_each_checkpoint_records_the_machine_that_wrote_it(tmp_path, monkeypatch):
+    """A run resumed on another machine keeps both: checkpoints are copied, not rewritten."""
+    rf = RunFile.create(tmp_path, CONFIG, LAYOUT)
+    rf.write_checkpoint(**make_ckpt_args(10))
+    here = RunFile.open(tmp_path).load_checkpoint(10).machine
+    assert f"{os.cpu_count()} cores" in here and f"Python {platform.python_version()}" in here
+    monkeypatch.setattr(runfile_mod, "describe_machine", lambda: "elsewhere, 16 cores")
+    rf.write_checkpoint(**make_ckpt_args(20))
+    reopened = RunFile.open(tmp_path)
+    assert [reopened.load_checkpoint(s).machine for s in (10, 20)] == [here, "elsewhere, 16 cores"]
+
+
+def test_a_checkpoint_without_the_machine_reads_as_unknown(tmp_path):
+    rf = RunFile.create(tmp_path, CONFIG, LAYOUT)
+    rf.write_checkpoint(**make_ckpt_args(10))
+    with h5py.File(tmp_path / FILE_NAME, "r+") as f:  # as files written before it existed
+        del f["checkpoints/000000000010"].attrs["machine"]
+    assert RunFile.open(tmp_path).load_checkpoint(10).machine == ""
 
 
 def test_checkpoint_group_names(tmp_path):
