@@ -136,14 +136,15 @@ def probe_env(config: TrainConfig, continuous_ok: bool) -> EnvInfo:
     space the algorithm cannot use, before any file is written or process started."""
     env, info = make_environment(config, config.seed, continuous_ok)
     env.close()
-    if info.discrete:
-        _refuse_continuous_only_settings(config)
     return info
 
 
-def _refuse_continuous_only_settings(config: TrainConfig) -> None:
+def refuse_continuous_only_settings(config: TrainConfig, info: EnvInfo) -> None:
     """Settings of the Gaussian policy would do nothing with discrete actions: say so rather
-    than train as if they had been applied."""
+    than train as if they had been applied. A new run only: a run stored with one of them
+    still resumes (they cannot change on resume) and evaluates."""
+    if not info.discrete:
+        return
     given = {
         "init_std": config.init_std != 0,
         "mean_bound_weight": config.mean_bound_weight != 0,

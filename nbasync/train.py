@@ -22,7 +22,12 @@ from typing import Any
 import numpy as np
 
 from .algos import AlgorithmSpec, get_algorithm, run_worker
-from .build import build_network, normalisation_layout, probe_env
+from .build import (
+    build_network,
+    normalisation_layout,
+    probe_env,
+    refuse_continuous_only_settings,
+)
 from .config import (
     ConfigError,
     TrainConfig,
@@ -181,6 +186,7 @@ def train(config: TrainConfig, announce: str | None = None) -> TrainSummary:
     algo = get_algorithm(config.algo)
     info = probe_env(config, algo.continuous)
     normalisation_layout(config, info)  # --obs-norm on images: refused before any file
+    refuse_continuous_only_settings(config, info)
     net = build_network(config, info, algo.head, max_batch=1)
     net.init_params(config.seed)
     out_dir = Path(config.out) if config.out else default_out_dir(config)

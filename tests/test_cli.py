@@ -168,6 +168,25 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     assert (_snapshot(tmp_path), _snapshot(finished_run)) == before
 
 
+def test_an_old_discrete_run_with_a_gaussian_setting_still_evaluates_and_resumes(tmp_path, capsys):
+    """A new run refuses --mean-bound-weight on discrete actions; a run stored before that
+    refusal (the setting in its config, unused) must still evaluate and resume."""
+    from nbasync.build import POLICY_VALUE, build_network, probe_env
+    from nbasync.config import build_config
+    from nbasync.runfile import RunFile
+
+    out = tmp_path / "old"
+    config = build_config({"algo": "a3c", "steps": 100, "mean_bound_weight": 1.0})
+    net = build_network(config, probe_env(config, True), POLICY_VALUE, max_batch=1)
+    net.init_params(0)
+    rf = RunFile.create(out, config.replace(out=str(out)).to_dict(), net.layout)
+    rf.write_checkpoint(100, net.params, worker_steps=[100], elapsed_s=1.0)
+    code, err = run_cli(eval_main, [str(out), "--episodes", "1"], capsys)
+    assert code == 0, err
+    code, err = run_cli(train_main, ["--resume", str(out), "--steps", "150", "--quiet"], capsys)
+    assert code == 0, err
+
+
 def test_unwritable_out_dir(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
