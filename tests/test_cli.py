@@ -122,17 +122,23 @@ MAINS = {"train": train_main, "eval": eval_main, "plot": plot_main}
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """A CartPole run directory with one checkpoint at its full budget (no training)."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    _write_stored_run(out, {}, worker_steps=[50, 50], elapsed_s=30.0)
+    return out
+
+
+def _write_stored_run(out: Path, settings: dict, worker_steps: list, elapsed_s: float) -> None:
+    """An A3C CartPole run file with ``settings`` and one checkpoint at step 100, as a
+    finished (or older) run leaves it, without training."""
     from nbasync.build import POLICY_VALUE, build_network, probe_env
     from nbasync.config import build_config
     from nbasync.runfile import RunFile
 
-    out = tmp_path_factory.mktemp("finished") / "run"
-    config = build_config({"algo": "a3c", "steps": 100, "out": str(out)})
+    config = build_config({"algo": "a3c", "steps": 100, "out": str(out), **settings})
     net = build_network(config, probe_env(config, True), POLICY_VALUE, max_batch=1)
     net.init_params(0)
     rf = RunFile.create(out, config.to_dict(), net.layout)
-    rf.write_checkpoint(100, net.params, worker_steps=[50, 50], elapsed_s=30.0)
-    return out
+    rf.write_checkpoint(100, net.params, worker_steps=worker_steps, elapsed_s=elapsed_s)
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -171,16 +177,8 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
 def test_an_old_discrete_run_with_a_gaussian_setting_still_evaluates_and_resumes(tmp_path, capsys):
     """A new run refuses --mean-bound-weight on discrete actions; a run stored before that
     refusal (the setting in its config, unused) must still evaluate and resume."""
-    from nbasync.build import POLICY_VALUE, build_network, probe_env
-    from nbasync.config import build_config
-    from nbasync.runfile import RunFile
-
     out = tmp_path / "old"
-    config = build_config({"algo": "a3c", "steps": 100, "mean_bound_weight": 1.0})
-    net = build_network(config, probe_env(config, True), POLICY_VALUE, max_batch=1)
-    net.init_params(0)
-    rf = RunFile.create(out, config.replace(out=str(out)).to_dict(), net.layout)
-    rf.write_checkpoint(100, net.params, worker_steps=[100], elapsed_s=1.0)
+    _write_stored_run(out, {"mean_bound_weight": 1.0}, worker_steps=[100], elapsed_s=1.0)
     code, err = run_cli(eval_main, [str(out), "--episodes", "1"], capsys)
     assert code == 0, err
     code, err = run_cli(train_main, ["--resume", str(out), "--steps", "150", "--quiet"], capsys)
